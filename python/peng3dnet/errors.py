@@ -1,0 +1,63 @@
+"""Exceptions raised by peng3dnet.
+
+Every class keeps the name and base class it has in the original library, so code that
+catches ``peng3dnet.errors.X`` (or a built-in base such as ``ValueError``) keeps working.
+``ProtocolError`` is an addition of peng3dnet-rs.
+"""
+
+__all__ = [
+    "AlreadyRegisteredError",
+    "FailedPingError",
+    "InvalidAddressError",
+    "InvalidHostError",
+    "InvalidPortError",
+    "InvalidSmartPacketActionError",
+    "ProtocolError",
+    "RegistryError",
+    "TimedOutError",
+    "UnsupportedAddressError",
+]
+
+
+class InvalidAddressError(ValueError):
+    """An address could not be used as given."""
+
+
+class InvalidPortError(InvalidAddressError):
+    """A port is not an integer between 0 and 65535."""
+
+
+class InvalidHostError(InvalidAddressError):
+    """A host name or IP address is malformed or cannot be resolved."""
+
+
+class UnsupportedAddressError(NotImplementedError):
+    """An address that may be valid, but is of a kind this library does not handle."""
+
+
+class InvalidSmartPacketActionError(ValueError):
+    """A SmartPacket's ``invalid_action`` is neither ``"ignore"`` nor ``"close"``."""
+
+
+class TimedOutError(RuntimeError):
+    """Waiting for something (a connection, a close, an answer) took longer than allowed."""
+
+
+class FailedPingError(TimedOutError):
+    """A ping got no answer in time."""
+
+
+class RegistryError(ValueError):
+    """A registry was asked to do something inconsistent."""
+
+
+class AlreadyRegisteredError(RegistryError):
+    """Something was registered under a name that is already taken."""
+
+
+class ProtocolError(ValueError):
+    """Bytes received from a peer break the wire format or a configured limit.
+
+    Raised by the codec classes of :mod:`peng3dnet._core`; on a connection the same
+    condition closes that connection with the error's text as the close reason.
+    """

@@ -1,0 +1,425 @@
+//! msgpack <-> Python objects, reproducing msgpack-python 1.x with default options.
+//!
+//! Packing walks the object once and writes straight into the output buffer,
+//! following `msgpack.packb`'s dispatch order: `None`, `True`/`False`, `int`
+//! (`OverflowError` outside int64/uint64), `float` (always float64), `bytes` and
+//! `bytearray` (bin), `str` (UTF-8, `UnicodeEncodeError` on lone surrogates), `dict`
+//! (a subclass through its `items()`), `msgpack.ExtType` (before tuple: it is a
+//! namedtuple), `msgpack.Timestamp`, `list`/`tuple` (and subclasses such as
+//! namedtuples), `memoryview` (bin, C-contiguous only); anything else raises
+//! `TypeError("can not serialize 'T' object")`. An object more than 1024 levels deep
+//! raises `ValueError("recursion limit exceeded.")`, as msgpack-python does. Exact
+//! built-in types are tried first; subclasses take a slower path.
+//!
+//! Unpacking goes through the protocol layer's bounded reader and builds objects as
+//! `msgpack.unpackb(data)` does: str as `str` (strict UTF-8, same
+//! `UnicodeDecodeError`), bin as `bytes`, arrays as `list`, maps as `dict` with only
+//! `str`/`bytes` keys (`strict_map_key=True`), ext -1 as `msgpack.Timestamp`, other
+//! ext as `msgpack.ExtType`.
+
+use pyo3::exceptions::{PyBufferError, PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+    PyType,
+};
+
+use crate::protocol::msgpack::{read, write, Builder, DecodeError, ReadLimits};
+
+/// Deepest level `msgpack.packb` accepts (the top-level object is level 0).
+const PACK_MAX_LEVEL: usize = 1024;
+
+static EXT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static TIMESTAMP: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static EXTRA_DATA: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn ext_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    EXT_TYPE.import(py, "msgpack", "ExtType")
+}
+
+fn timestamp_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    TIMESTAMP.import(py, "msgpack", "Timestamp")
+}
+
+// ---------------------------------------------------------------------------------
+// Packing
+// ---------------------------------------------------------------------------------
+
+/// Appends the msgpack encoding of `obj` to `out`, byte-identical to `msgpack.packb(obj)`.
+pub(crate) fn pack(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    pack_at(obj, out, 0)
+}
+
+fn check_len(len: usize, what: &str) -> PyResult<u32> {
+    u32::try_from(len).map_err(|_| PyValueError::new_err(format!("{what} is too large")))
+}
+
+fn pack_at(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+    if level > PACK_MAX_LEVEL {
+        return Err(PyValueError::new_err("recursion limit exceeded."));
+    }
+    // Exact built-in types first: they are what packets are made of.
+    if obj.is_none() {
+        write::write_nil(out);
+    } else if let Ok(s) = obj.cast_exact::<PyString>() {
+        pack_str(s, out)?;
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        pack_int(obj, out)?;
+    } else if let Ok(b) = obj.cast_exact::<PyBool>() {
+        write::write_bool(out, b.is_true());
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        write::write_f64(out, f.value());
+    } else if let Ok(d) = obj.cast_exact::<PyDict>() {
+        pack_dict(d, out, level)?;
+    } else if let Ok(l) = obj.cast_exact::<PyList>() {
+        pack_list(l, out, level)?;
+    } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        pack_tuple(t, out, level)?;
+    } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        pack_bin(b.as_bytes(), out, "bytes")?;
+    } else {
+        pack_unlikely(obj, out, level)?;
+    }
+    Ok(())
+}
+
+/// Subclasses and the rarer types, in `msgpack.packb`'s order.
+#[inline(never)]
+fn pack_unlikely(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+    let py = obj.py();
+    if obj.is_instance_of::<PyInt>() {
+        return pack_int(obj, out);
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        write::write_f64(out, f.value());
+        return Ok(());
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return pack_bin(b.as_bytes(), out, "bytes");
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return pack_bin(&b.to_vec(), out, "bytearray");
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return pack_str(s, out);
+    }
+    if obj.is_instance_of::<PyDict>() {
+        // A dict subclass is packed through its own items(), as msgpack-python does.
+        let mut pairs = Vec::new();
+        for pair in obj.call_method0("items")?.try_iter()? {
+            let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair?.extract()?;
+            pairs.push((key, value));
+        }
+        write::write_map_header(out, check_len(pairs.len(), "dict")?);
+        for (key, value) in &pairs {
+            pack_at(key, out, level + 1)?;
+            pack_at(value, out, level + 1)?;
+        }
+        return Ok(());
+    }
+    if obj.is_instance(ext_type(py)?)? {
+        let code: i64 = obj.getattr("code")?.extract()?;
+        let data = obj.getattr("data")?;
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("ExtType data must be bytes"))?;
+        check_len(data.as_bytes().len(), "ExtType data")?;
+        // msgpack-python writes the code as a signed byte whatever ExtType allowed.
+        write::write_ext(out, code as i8, data.as_bytes());
+        return Ok(());
+    }
+    if obj.get_type().is(timestamp_type(py)?) {
+        let seconds: i64 = obj.getattr("seconds")?.extract()?;
+        let nanoseconds: u32 = obj.getattr("nanoseconds")?.extract()?;
+        write::write_timestamp(out, seconds, nanoseconds);
+        return Ok(());
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return pack_list(l, out, level);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return pack_tuple(t, out, level);
+    }
+    if obj.is_instance_of::<PyMemoryView>() {
+        if !obj.getattr("c_contiguous")?.is_truthy()? {
+            return Err(PyBufferError::new_err(
+                "memoryview: underlying buffer is not C-contiguous",
+            ));
+        }
+        let bytes = obj.call_method0("tobytes")?;
+        let bytes = bytes.cast::<PyBytes>()?;
+        return pack_bin(bytes.as_bytes(), out, "memoryview");
+    }
+    let type_name = obj.get_type().name()?;
+    Err(PyTypeError::new_err(format!(
+        "can not serialize '{type_name}' object"
+    )))
+}
+
+#[inline]
+fn pack_str(s: &Bound<'_, PyString>, out: &mut Vec<u8>) -> PyResult<()> {
+    let text = s.to_str()?;
+    let len = u32::try_from(text.len())
+        .map_err(|_| PyValueError::new_err("unicode string is too large"))?;
+    write::write_str_header(out, len);
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+#[inline]
+fn pack_int(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    if let Ok(v) = obj.extract::<i64>() {
+        write::write_int(out, v);
+    } else if let Ok(v) = obj.extract::<u64>() {
+        write::write_uint(out, v);
+    } else {
+        return Err(PyOverflowError::new_err("Integer value out of range"));
+    }
+    Ok(())
+}
+
+#[inline]
+fn pack_bin(bytes: &[u8], out: &mut Vec<u8>, what: &str) -> PyResult<()> {
+    let len = check_len(bytes.len(), &format!("{what} object"))?;
+    write::write_bin_header(out, len);
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn pack_dict(d: &Bound<'_, PyDict>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+    write::write_map_header(out, check_len(d.len(), "dict")?);
+    for (key, value) in d.iter() {
+        pack_at(&key, out, level + 1)?;
+        pack_at(&value, out, level + 1)?;
+    }
+    Ok(())
+}
+
+fn pack_list(l: &Bound<'_, PyList>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+    let len = l.len();
+    write::write_array_header(out, check_len(len, "list")?);
+    let mut written = 0;
+    for item in l.iter() {
+        if written == len {
+            break;
+        }
+        pack_at(&item, out, level + 1)?;
+        written += 1;
+    }
+    if written != len {
+        // Only possible if packing an element ran Python code that shrank the list.
+        return Err(PyRuntimeError::new_err("list changed size during packing"));
+    }
+    Ok(())
+}
+
+fn pack_tuple(t: &Bound<'_, PyTuple>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+    write::write_array_header(out, check_len(t.len(), "tuple")?);
+    for item in t.iter() {
+        pack_at(&item, out, level + 1)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Unpacking
+// ---------------------------------------------------------------------------------
+
+/// Why unpacking failed: the input broke the format, or Python raised while building.
+pub(crate) enum UnpackError {
+    /// The reader refused the input.
+    Decode(DecodeError),
+    /// A Python exception (UnicodeDecodeError, an invalid ExtType code, ...).
+    Python(PyErr),
+}
+
+impl From<DecodeError> for UnpackError {
+    fn from(err: DecodeError) -> Self {
+        UnpackError::Decode(err)
+    }
+}
+
+impl From<PyErr> for UnpackError {
+    fn from(err: PyErr) -> Self {
+        UnpackError::Python(err)
+    }
+}
+
+/// Builds Python objects from the reader's items.
+struct PyBuilder<'py> {
+    py: Python<'py>,
+}
+
+impl<'py> PyBuilder<'py> {
+    fn timestamp(&self, data: &[u8], offset: usize) -> Result<Bound<'py, PyAny>, UnpackError> {
+        let (seconds, nanoseconds): (i64, u32) = match *data {
+            [a, b, c, d] => (i64::from(u32::from_be_bytes([a, b, c, d])), 0),
+            [..] if data.len() == 8 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(data);
+                let data64 = u64::from_be_bytes(raw);
+                ((data64 & 0x3_ffff_ffff) as i64, (data64 >> 34) as u32)
+            }
+            [..] if data.len() == 12 => {
+                let mut nanos = [0u8; 4];
+                nanos.copy_from_slice(&data[..4]);
+                let mut secs = [0u8; 8];
+                secs.copy_from_slice(&data[4..]);
+                (i64::from_be_bytes(secs), u32::from_be_bytes(nanos))
+            }
+            _ => {
+                return Err(DecodeError::InvalidExt {
+                    offset,
+                    reason: format!("invalid timestamp data (length {})", data.len()),
+                }
+                .into())
+            }
+        };
+        // The constructor validates the nanoseconds exactly as msgpack-python does.
+        Ok(timestamp_type(self.py)?.call1((seconds, nanoseconds))?)
+    }
+}
+
+impl<'py> Builder for PyBuilder<'py> {
+    type Value = Bound<'py, PyAny>;
+    type Map = Bound<'py, PyDict>;
+    type Error = UnpackError;
+
+    fn nil(&mut self) -> Result<Self::Value, UnpackError> {
+        Ok(self.py.None().into_bound(self.py))
+    }
+
+    fn boolean(&mut self, value: bool) -> Result<Self::Value, UnpackError> {
+        Ok(PyBool::new(self.py, value).to_owned().into_any())
+    }
+
+    fn int(&mut self, value: i64) -> Result<Self::Value, UnpackError> {
+        let Ok(int) = value.into_pyobject(self.py);
+        Ok(int.into_any())
+    }
+
+    fn uint(&mut self, value: u64) -> Result<Self::Value, UnpackError> {
+        let Ok(int) = value.into_pyobject(self.py);
+        Ok(int.into_any())
+    }
+
+    fn float(&mut self, value: f64) -> Result<Self::Value, UnpackError> {
+        Ok(PyFloat::new(self.py, value).into_any())
+    }
+
+    fn str(&mut self, bytes: &[u8], _offset: usize) -> Result<Self::Value, UnpackError> {
+        // CPython's own strict UTF-8 decoder: one pass, and the very UnicodeDecodeError
+        // msgpack-python raises for invalid input.
+        // SAFETY: the pointer and length describe `bytes`, which outlives the call (the
+        // decoder copies); the length fits Py_ssize_t because msgpack strings are at
+        // most u32::MAX bytes; the errors argument is a NUL-terminated C string.
+        let obj = unsafe {
+            let ptr = ffi::PyUnicode_DecodeUTF8(
+                bytes.as_ptr().cast(),
+                bytes.len() as ffi::Py_ssize_t,
+                c"strict".as_ptr(),
+            );
+            Bound::from_owned_ptr_or_err(self.py, ptr)?
+        };
+        Ok(obj)
+    }
+
+    fn bin(&mut self, bytes: &[u8]) -> Result<Self::Value, UnpackError> {
+        Ok(PyBytes::new(self.py, bytes).into_any())
+    }
+
+    fn ext(&mut self, code: i8, data: &[u8], offset: usize) -> Result<Self::Value, UnpackError> {
+        if code == crate::protocol::msgpack::marker::TIMESTAMP_EXT {
+            return self.timestamp(data, offset);
+        }
+        let data = PyBytes::new(self.py, data);
+        Ok(ext_type(self.py)?.call1((code, data))?)
+    }
+
+    fn array(&mut self, items: Vec<Self::Value>) -> Result<Self::Value, UnpackError> {
+        Ok(PyList::new(self.py, items)?.into_any())
+    }
+
+    fn map_start(&mut self, _capacity_hint: usize) -> Result<Self::Map, UnpackError> {
+        Ok(PyDict::new(self.py))
+    }
+
+    fn map_insert(
+        &mut self,
+        map: &mut Self::Map,
+        key: Self::Value,
+        value: Self::Value,
+        key_offset: usize,
+    ) -> Result<(), UnpackError> {
+        if !(key.is_exact_instance_of::<PyString>() || key.is_exact_instance_of::<PyBytes>()) {
+            return Err(DecodeError::InvalidMapKey {
+                offset: key_offset,
+                kind: decoded_type_name(&key),
+            }
+            .into());
+        }
+        map.set_item(key, value)?;
+        Ok(())
+    }
+
+    fn map_finish(&mut self, map: Self::Map) -> Result<Self::Value, UnpackError> {
+        Ok(map.into_any())
+    }
+}
+
+/// The type name of an object this builder made (only these kinds exist), for the
+/// "X is not allowed for map key" message.
+fn decoded_type_name(obj: &Bound<'_, PyAny>) -> &'static str {
+    if obj.is_none() {
+        "NoneType"
+    } else if obj.is_exact_instance_of::<PyBool>() {
+        "bool"
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        "int"
+    } else if obj.is_exact_instance_of::<PyFloat>() {
+        "float"
+    } else if obj.is_exact_instance_of::<PyList>() {
+        "list"
+    } else if obj.is_exact_instance_of::<PyDict>() {
+        "dict"
+    } else if obj.is_instance_of::<PyTuple>() {
+        "ExtType"
+    } else {
+        "Timestamp"
+    }
+}
+
+/// Decodes one complete msgpack value into Python objects (for received packets).
+pub(crate) fn unpack<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    limits: ReadLimits,
+) -> Result<Bound<'py, PyAny>, UnpackError> {
+    read::decode(data, limits, &mut PyBuilder { py })
+}
+
+/// Like `msgpack.unpackb(data)`, including its exception types.
+pub(crate) fn unpackb<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    limits: ReadLimits,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (value, end) = read::decode_prefix(data, limits, &mut PyBuilder { py })
+        .map_err(|err| unpack_error_to_py(py, err))?;
+    if end != data.len() {
+        let extra = PyBytes::new(py, &data[end..]);
+        let class = EXTRA_DATA.import(py, "msgpack.exceptions", "ExtraData")?;
+        return Err(PyErr::from_value(class.call1((value, extra))?));
+    }
+    Ok(value)
+}
+
+/// The Python exception for an unpacking failure, as `msgpack.unpackb` would raise it.
+pub(crate) fn unpack_error_to_py(py: Python<'_>, err: UnpackError) -> PyErr {
+    match err {
+        UnpackError::Decode(err) => super::errors::msgpack_decode_error(py, &err),
+        UnpackError::Python(err) => err,
+    }
+}

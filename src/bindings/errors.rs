@@ -1,0 +1,74 @@
+//! Turning core errors into Python exceptions, in one place.
+//!
+//! The exception classes themselves are defined once, in Python
+//! (`peng3dnet.errors`, and msgpack's own for the msgpack functions), so that
+//! `except peng3dnet.errors.X` and pickling behave exactly as in the original
+//! library. This module looks them up once and raises them.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+use crate::protocol::msgpack::DecodeError;
+use crate::protocol::ProtocolError;
+
+static PROTOCOL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static MSGPACK_FORMAT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static MSGPACK_STACK_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// An exception of the class `module.name`, falling back to `ValueError` if the class
+/// cannot be imported (it always can in an installed package).
+fn raise_class(
+    py: Python<'_>,
+    cell: &PyOnceLock<Py<PyType>>,
+    module: &str,
+    name: &str,
+    message: String,
+) -> PyErr {
+    match cell.import(py, module, name) {
+        Ok(class) => PyErr::from_type(class.clone(), message),
+        Err(_) => PyValueError::new_err(message),
+    }
+}
+
+/// `peng3dnet.errors.ProtocolError` with the text of `err`.
+pub(crate) fn protocol_error(py: Python<'_>, err: &ProtocolError) -> PyErr {
+    protocol_error_text(py, err.to_string())
+}
+
+/// `peng3dnet.errors.ProtocolError` with the given message.
+pub(crate) fn protocol_error_text(py: Python<'_>, message: String) -> PyErr {
+    raise_class(
+        py,
+        &PROTOCOL_ERROR,
+        "peng3dnet.errors",
+        "ProtocolError",
+        message,
+    )
+}
+
+/// The exception `msgpack.unpackb` raises for the same input.
+pub(crate) fn msgpack_decode_error(py: Python<'_>, err: &DecodeError) -> PyErr {
+    match err {
+        DecodeError::Truncated { .. } => PyValueError::new_err("Unpack failed: incomplete input"),
+        DecodeError::ReservedMarker { .. } => raise_class(
+            py,
+            &MSGPACK_FORMAT_ERROR,
+            "msgpack.exceptions",
+            "FormatError",
+            err.to_string(),
+        ),
+        DecodeError::DepthExceeded { .. } => raise_class(
+            py,
+            &MSGPACK_STACK_ERROR,
+            "msgpack.exceptions",
+            "StackError",
+            err.to_string(),
+        ),
+        DecodeError::InvalidMapKey { kind, .. } => PyValueError::new_err(format!(
+            "{kind} is not allowed for map key when strict_map_key=True"
+        )),
+        _ => PyValueError::new_err(err.to_string()),
+    }
+}

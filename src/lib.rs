@@ -1,0 +1,19 @@
+//! Native core of peng3dnet-rs, a drop-in reimplementation of the Python networking
+//! library peng3dnet (API 0.2.0, wire protocol version 2).
+//!
+//! # Layout
+//!
+//! Dependencies point downward only; the lower layers never name Tokio or PyO3.
+//!
+//! * [`protocol`]: the wire format as pure functions: frames, headers, zlib bodies with
+//!   bounded inflation, and a msgpack reader/writer that reproduces msgpack-python.
+//!   No I/O, no clock, no Python.
+//! * `bindings` (private): the only PyO3 code. The `peng3dnet._core` extension module:
+//!   msgpack <-> Python object conversion and the codec classes the Python package uses.
+//!
+//! The pure-Python package in `python/peng3dnet` keeps every import path of the
+//! original library and delegates the work to this crate.
+
+pub mod protocol;
+
+mod bindings;

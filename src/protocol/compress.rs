@@ -1,0 +1,166 @@
+//! zlib bodies (`FLAG_COMPRESSED`).
+//!
+//! The sender compresses a body when it is longer than `net.compress.threshold` bytes,
+//! at `net.compress.level`, as a complete zlib stream (what Python's `zlib.compress`
+//! produces). The receiver inflates with a hard cap on the output, so a small "zlib
+//! bomb" cannot make it allocate gigabytes.
+//!
+//! The zlib-rs backend compresses faster than CPython's zlib and its compressed bytes
+//! differ from CPython's; both sides accept each other's streams. Tests therefore
+//! compare inflated bodies, never compressed bytes.
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::error::InflateError;
+
+/// Appends the zlib stream of `data`, compressed at `level` (0-9, clamped), to `out`.
+pub fn compress(data: &[u8], level: u32, out: &mut Vec<u8>) {
+    let mut encoder = Compress::new(Compression::new(level.min(9)), true);
+    // zlib's worst case for incompressible input is a few bytes per 16 KiB block.
+    out.reserve(data.len() / 2 + 64);
+    loop {
+        let consumed = encoder.total_in() as usize;
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64));
+        }
+        let status = encoder
+            .compress_vec(&data[consumed..], out, FlushCompress::Finish)
+            .expect("zlib compression of an in-memory buffer cannot fail");
+        if status == Status::StreamEnd {
+            return;
+        }
+    }
+}
+
+/// Inflates the complete zlib stream `data`, failing if it is corrupt, truncated,
+/// followed by extra bytes, or larger than `max_len` bytes once inflated.
+pub fn decompress(data: &[u8], max_len: usize) -> Result<Vec<u8>, InflateError> {
+    let mut decoder = Decompress::new(true);
+    // Allow one byte beyond the limit so that "exactly at the limit" and "beyond it"
+    // can be told apart without inflating any further.
+    let hard_cap = max_len.saturating_add(1);
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).max(64).min(hard_cap));
+    loop {
+        let consumed = decoder.total_in() as usize;
+        let produced_before = out.len();
+        let status = decoder
+            .decompress_vec(&data[consumed..], &mut out, FlushDecompress::None)
+            .map_err(|e| InflateError::Corrupt(e.to_string()))?;
+        if out.len() > max_len {
+            return Err(InflateError::TooLarge { max: max_len });
+        }
+        if status == Status::StreamEnd {
+            let trailing = data.len() - decoder.total_in() as usize;
+            if trailing != 0 {
+                return Err(InflateError::TrailingData(trailing));
+            }
+            return Ok(out);
+        }
+        if out.len() == out.capacity() {
+            // Output space is the bottleneck: grow geometrically up to the cap.
+            let grown = out.capacity().saturating_mul(2).min(hard_cap);
+            out.reserve_exact(grown - out.len());
+            continue;
+        }
+        let made_progress = decoder.total_in() as usize != consumed || out.len() != produced_before;
+        if decoder.total_in() as usize == data.len() || !made_progress {
+            return Err(InflateError::Truncated);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(len: usize) -> Vec<u8> {
+        // Compressible but not trivial: a repeating pattern with a counter.
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
+            .collect()
+    }
+
+    fn zlib(data: &[u8], level: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        compress(data, level, &mut out);
+        out
+    }
+
+    #[test]
+    fn round_trips_at_every_level_and_size() {
+        for level in 0..=9 {
+            for len in [0, 1, 100, 8192, 8193, 70_000] {
+                let data = sample(len);
+                let packed = zlib(&data, level);
+                assert_eq!(packed[0] & 0x0f, 8, "zlib header: deflate method");
+                assert_eq!(
+                    decompress(&packed, len).unwrap(),
+                    data,
+                    "level {level} len {len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn output_cap_is_exact() {
+        let data = sample(10_000);
+        let packed = zlib(&data, 6);
+        assert_eq!(decompress(&packed, 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            decompress(&packed, 9_999),
+            Err(InflateError::TooLarge { max: 9_999 })
+        );
+    }
+
+    #[test]
+    fn bomb_is_stopped_at_the_cap() {
+        // 64 MiB of zeros compresses to about 64 KiB.
+        let bomb = zlib(&vec![0u8; 64 << 20], 9);
+        assert!(bomb.len() < 128 * 1024);
+        assert_eq!(
+            decompress(&bomb, 1 << 20),
+            Err(InflateError::TooLarge { max: 1 << 20 })
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_refused_at_every_cut() {
+        let packed = zlib(&sample(5_000), 6);
+        for cut in 0..packed.len() {
+            assert!(
+                decompress(&packed[..cut], 1 << 20).is_err(),
+                "a stream cut at {cut} of {} was accepted",
+                packed.len()
+            );
+        }
+    }
+
+    #[test]
+    fn corrupt_and_trailing_input() {
+        assert!(matches!(
+            decompress(b"not zlib at all", 100),
+            Err(InflateError::Corrupt(_))
+        ));
+        let mut packed = zlib(b"abc", 6);
+        packed.extend_from_slice(b"xyz");
+        assert_eq!(decompress(&packed, 100), Err(InflateError::TrailingData(3)));
+        let mut packed = zlib(&sample(1000), 6);
+        let last = packed.len() - 1;
+        packed[last] ^= 0xff; // breaks the Adler-32 checksum
+        assert!(matches!(
+            decompress(&packed, 10_000),
+            Err(InflateError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn accepts_streams_made_by_c_zlib() {
+        // zlib.compress(b"peng3dnet" * 3, 6) from CPython 3.11 (zlib 1.2.13).
+        let cpython = [
+            0x78, 0x9c, 0x2b, 0x48, 0xcd, 0x4b, 0x37, 0x4e, 0xc9, 0x4b, 0x2d, 0x29, 0xc0, 0x60,
+            0x00, 0x00, 0x94, 0x44, 0x0a, 0x99,
+        ];
+        assert_eq!(decompress(&cpython, 100).unwrap(), b"peng3dnet".repeat(3));
+    }
+}

@@ -1,0 +1,106 @@
+"""Shared test infrastructure.
+
+The suite runs under two interpreters:
+
+* ``.venv`` (ours): everything under ``tests/``;
+* ``.venv-ref`` (the original pure-Python peng3dnet 0.1.3a0): only ``tests/conformance``,
+  the behaviour both implementations must share.
+
+Tests marked ``reference_bug(n)`` show bug ``n`` of ``../shared/REFERENCE.md``: under the
+reference they are expected to fail (strict xfail, so a reference that stops failing is
+noticed); under ours they must pass. Tests marked ``ours_only`` exercise extensions and
+are skipped under the reference.
+
+Cross-implementation tests start the other side as a subprocess with the other
+interpreter (see ``peers/`` and the ``other_python`` fixture).
+"""
+
+import importlib.util
+import os
+import pathlib
+import sys
+
+import pytest
+
+# The reference imports pyglet (through peng3d), which wants a display unless told not to.
+os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PEERS = ROOT / "tests" / "peers"
+
+IMPL = "ours" if importlib.util.find_spec("peng3dnet._core") is not None else "reference"
+
+PYTHONS = {
+    "ours": pathlib.Path(os.environ.get("PENG3DNET_PYTHON_OURS", ROOT / ".venv" / "bin" / "python")),
+    "reference": pathlib.Path(os.environ.get("PENG3DNET_PYTHON_REF", ROOT / ".venv-ref" / "bin" / "python")),
+}
+
+
+def pytest_report_header(config):
+    import peng3dnet
+
+    return [f"peng3dnet implementation under test: {IMPL} ({pathlib.Path(peng3dnet.__file__).parent})"]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        bug = item.get_closest_marker("reference_bug")
+        if bug is not None and IMPL == "reference":
+            number = bug.args[0] if bug.args else "?"
+            item.add_marker(
+                pytest.mark.xfail(strict=True, reason=f"known bug {number} of the reference implementation")
+            )
+        if item.get_closest_marker("ours_only") is not None and IMPL == "reference":
+            item.add_marker(pytest.mark.skip(reason="extension of peng3dnet-rs"))
+
+
+def _interpreter(name):
+    path = PYTHONS[name]
+    if not path.exists():
+        pytest.fail(
+            f"the {name} interpreter {path} is missing: run `./run setup` first "
+            "(cross-implementation tests need both virtual environments)"
+        )
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def impl():
+    """Which implementation this interpreter runs: ``"ours"`` or ``"reference"``."""
+    return IMPL
+
+
+@pytest.fixture(scope="session")
+def ours_python():
+    """Path of the interpreter that has peng3dnet-rs installed."""
+    return _interpreter("ours")
+
+
+@pytest.fixture(scope="session")
+def ref_python():
+    """Path of the interpreter that has the reference peng3dnet installed."""
+    return _interpreter("reference")
+
+
+@pytest.fixture(scope="session")
+def other_python():
+    """Path of the interpreter of the *other* implementation."""
+    return _interpreter("reference" if IMPL == "ours" else "ours")
+
+
+@pytest.fixture(scope="session")
+def python_of():
+    """``python_of("ours")`` / ``python_of("reference")``: an interpreter by name."""
+    return _interpreter
+
+
+def subprocess_env():
+    """Environment for peer subprocesses: no display needed, unbuffered output."""
+    env = dict(os.environ)
+    env["PYGLET_SHADOW_WINDOW"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+sys.path.insert(0, str(ROOT / "tests"))
