@@ -10,6 +10,7 @@ import time
 import zlib
 
 import msgpack
+
 from peng3dnet import _core
 from peng3dnet.errors import ProtocolError
 

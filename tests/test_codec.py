@@ -6,6 +6,7 @@ import zlib
 
 import msgpack
 import pytest
+
 from peng3dnet import _core
 from peng3dnet.errors import ProtocolError
 

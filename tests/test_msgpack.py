@@ -13,6 +13,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from peng3dnet import _core
 
 # --- comparison ----------------------------------------------------------------------

@@ -15,8 +15,9 @@ import zlib
 
 import msgpack
 import pytest
-from peng3dnet import _core
 from support import capture_sent_bytes, split_frames
+
+from peng3dnet import _core
 
 
 def body_of_size(n):

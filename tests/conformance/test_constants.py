@@ -1,7 +1,8 @@
 """Constants, versions and exception classes: the same values and hierarchy as documented."""
 
-import peng3dnet
 import pytest
+
+import peng3dnet
 from peng3dnet import constants, errors, version
 
 DOCUMENTED = {

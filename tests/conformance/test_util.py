@@ -1,6 +1,7 @@
 """Address parsing helpers of peng3dnet.util."""
 
 import pytest
+
 from peng3dnet import errors, util
 
 
