@@ -8,12 +8,16 @@
 //! * [`protocol`]: the wire format as pure functions: frames, headers, zlib bodies with
 //!   bounded inflation, and a msgpack reader/writer that reproduces msgpack-python.
 //!   No I/O, no clock, no Python.
+//! * [`peer`]: the handshake state machines and the packet table: internal packets
+//!   in, actions out. No I/O either.
 //! * `bindings` (private): the only PyO3 code. The `peng3dnet._core` extension module:
 //!   msgpack <-> Python object conversion and the codec classes the Python package uses.
 //!
 //! The pure-Python package in `python/peng3dnet` keeps every import path of the
 //! original library and delegates the work to this crate.
 
+pub mod peer;
 pub mod protocol;
+pub mod transport;
 
 mod bindings;

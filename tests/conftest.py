@@ -15,25 +15,15 @@ Cross-implementation tests start the other side as a subprocess with the other
 interpreter (see ``peers/`` and the ``other_python`` fixture).
 """
 
-import importlib.util
-import os
 import pathlib
 import sys
 
 import pytest
 
-# The reference imports pyglet (through peng3d), which wants a display unless told not to.
-os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
+# Shared helpers live in tests/support.py; make it importable from every test directory.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PEERS = ROOT / "tests" / "peers"
-
-IMPL = "ours" if importlib.util.find_spec("peng3dnet._core") is not None else "reference"
-
-PYTHONS = {
-    "ours": pathlib.Path(os.environ.get("PENG3DNET_PYTHON_OURS", ROOT / ".venv" / "bin" / "python")),
-    "reference": pathlib.Path(os.environ.get("PENG3DNET_PYTHON_REF", ROOT / ".venv-ref" / "bin" / "python")),
-}
+from support import IMPL, PYTHONS
 
 
 def pytest_report_header(config):
@@ -92,15 +82,3 @@ def other_python():
 def python_of():
     """``python_of("ours")`` / ``python_of("reference")``: an interpreter by name."""
     return _interpreter
-
-
-def subprocess_env():
-    """Environment for peer subprocesses: no display needed, unbuffered output."""
-    env = dict(os.environ)
-    env["PYGLET_SHADOW_WINDOW"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.pop("PYTHONPATH", None)
-    return env
-
-
-sys.path.insert(0, str(ROOT / "tests"))

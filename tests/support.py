@@ -1,6 +1,9 @@
 """Helpers shared by the tests (imported as a plain module; see conftest.py)."""
 
 import contextlib
+import importlib.util
+import os
+import pathlib
 import pickle
 import socket
 import struct
@@ -8,7 +11,29 @@ import subprocess
 import sys
 import threading
 
-from conftest import PEERS, subprocess_env
+# The reference imports pyglet (through peng3d), which wants a display unless told not to.
+os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PEERS = ROOT / "tests" / "peers"
+
+IMPL = "ours" if importlib.util.find_spec("peng3dnet._core") is not None else "reference"
+"""Which implementation this interpreter runs: "ours" or "reference"."""
+
+PYTHONS = {
+    "ours": pathlib.Path(os.environ.get("PENG3DNET_PYTHON_OURS", ROOT / ".venv" / "bin" / "python")),
+    "reference": pathlib.Path(os.environ.get("PENG3DNET_PYTHON_REF", ROOT / ".venv-ref" / "bin" / "python")),
+}
+
+
+def subprocess_env():
+    """Environment for peer subprocesses: no display needed, unbuffered output."""
+    env = dict(os.environ)
+    env["PYGLET_SHADOW_WINDOW"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
 
 LENGTH = struct.Struct("!I")
 HEADER = struct.Struct("!IH")
@@ -68,3 +93,132 @@ def capture_sent_bytes(python, cfg, packets, tmp_path, timeout=60):
         sys.stderr.write(err.decode(errors="replace"))
         raise AssertionError(f"peer failed (exit {proc.returncode}, {errors}): {err[-2000:]!r}")
     return bytes(received)
+
+
+# --- in-process peers (conformance tests: work with either implementation) -------------
+
+import time  # noqa: E402
+
+import peng3dnet  # noqa: E402
+
+
+def wait_until(predicate, timeout=5.0, interval=0.005):
+    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+class FakePeng:
+    """The part of a peng3d app peng3dnet uses: ``cfg`` and ``sendEvent``."""
+
+    def __init__(self, cfg=None):
+        self.cfg = dict(cfg or {})
+        self.events = []
+
+    def sendEvent(self, event, data):
+        self.events.append((event, data))
+
+    def names(self):
+        return [name for name, _ in self.events]
+
+    def of(self, name):
+        return [data for event, data in self.events if event == name]
+
+
+class Harness:
+    """Starts servers and clients on 127.0.0.1 and stops them all at the end.
+
+    Written against the public API only, so it drives either implementation. The
+    original completes its handshake in the process thread, so by default both sides
+    run ``process_async()``.
+    """
+
+    def __init__(self):
+        self.servers = []
+        self.clients = []
+
+    def server(self, cls=None, process=True, **kwargs):
+        cls = cls or peng3dnet.Server
+        kwargs.setdefault("addr", ("127.0.0.1", 0))
+        server = cls(**kwargs)
+        self.servers.append(server)
+        server.bind()  # before runAsync: the original's initialize() may not be called twice
+        server.runAsync()
+        if process:
+            server.process_async()
+        assert wait_until(lambda: server.sock is not None)
+        return server
+
+    @staticmethod
+    def port(server):
+        return server.sock.getsockname()[1]
+
+    def client(self, server, cls=None, process=True, wait=True, timeout=5.0, **kwargs):
+        cls = cls or peng3dnet.Client
+        port = server if isinstance(server, int) else self.port(server)
+        known = set() if isinstance(server, int) else set(server.clients)
+        kwargs.setdefault("addr", ("127.0.0.1", port))
+        client = cls(**kwargs)
+        self.clients.append(client)
+        client.runAsync()
+        if process:
+            client.process_async()
+        if wait:
+            client.wait_for_connection(timeout)
+            if not isinstance(server, int):
+                # Also wait until the server has dispatched the new connection.
+                assert wait_until(lambda: set(server.clients) - known, timeout)
+        return client
+
+    def close(self):
+        for peer in self.clients + self.servers:
+            try:
+                peer.stop()
+            except Exception:
+                pass
+        for peer in self.clients + self.servers:
+            try:
+                peer.join(2)
+            except Exception:
+                pass
+
+
+class Recorder(peng3dnet.packet.Packet):
+    """A packet type that records what it receives: ``(msg, cid)`` pairs."""
+
+    def __init__(self, reg, peer, obj=None):
+        super().__init__(reg, peer, obj)
+        self.received = []
+        self.sent = []
+
+    def receive(self, msg, cid=None):
+        self.received.append((msg, cid))
+
+    def send(self, msg, cid=None):
+        self.sent.append((msg, cid))
+
+
+class EchoPacket(Recorder):
+    """Records, and on the server sends every message back to its sender."""
+
+    def receive(self, msg, cid=None):
+        super().receive(msg, cid)
+        if cid is not None:
+            self.peer.send_message(self, msg, cid)
+
+
+def packets_mixin(*names, cls=EchoPacket):
+    """A ``_reg_packets_*`` method registering ``names`` (in this order) as ``cls``."""
+
+    def _reg_packets_test(self):
+        self.test_packets = {}
+        for name in names:
+            obj = cls(self.registry, self)
+            self.register_packet(name, obj)
+            self.test_packets[name] = obj
+
+    return _reg_packets_test

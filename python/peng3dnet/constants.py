@@ -168,5 +168,18 @@ DEFAULT_CONFIG = {
     # Registry synchronisation during the handshake
     "net.registry.autosync": True,
     "net.registry.missingpacketaction": "closeconnection",
+    # --- additions of peng3dnet-rs ---
+    # Limits on what a peer may send (checked before anything is buffered or inflated)
+    "net.limits.max_frame": 256 * 1024 * 1024,
+    "net.limits.max_inflated": 256 * 1024 * 1024,
+    "net.limits.max_depth": 1024,
+    "net.limits.max_container": None,
+    # Bytes of one connection's packets that may wait for process() before reading pauses
+    "net.limits.inbox": 16 * 1024 * 1024,
+    # Timeouts in seconds
+    "net.timeout.connect": 30.0,
+    "net.timeout.close": 10.0,
+    "net.timeout.linger": 2.0,
+    "net.timeout.shutdown": 10.0,
 }
 """Default value of every configuration option."""

@@ -2,11 +2,12 @@
 
 Every class keeps the name and base class it has in the original library, so code that
 catches ``peng3dnet.errors.X`` (or a built-in base such as ``ValueError``) keeps working.
-``ProtocolError`` is an addition of peng3dnet-rs.
+``ConnectionClosedError`` and ``ProtocolError`` are additions of peng3dnet-rs.
 """
 
 __all__ = [
     "AlreadyRegisteredError",
+    "ConnectionClosedError",
     "FailedPingError",
     "InvalidAddressError",
     "InvalidHostError",
@@ -45,6 +46,18 @@ class TimedOutError(RuntimeError):
 
 class FailedPingError(TimedOutError):
     """A ping got no answer in time."""
+
+
+class ConnectionClosedError(TimedOutError):
+    """The connection closed (or could not be made) before what was awaited happened.
+
+    A subclass of :class:`TimedOutError`, so code written for the original library,
+    which only ever timed out, still catches it. ``reason`` is the close reason.
+    """
+
+    def __init__(self, message, reason=None):
+        super().__init__(message)
+        self.reason = reason
 
 
 class RegistryError(ValueError):

@@ -2,6 +2,8 @@
 //!
 //! * [`convert`]: msgpack <-> Python objects, identical to msgpack-python.
 //! * [`codec`]: `packb`, `unpackb` and `FrameCodec` for Python callers.
+//! * [`peer`]: `ServerCore`, `ClientCore` and `Connection`, the network cores that
+//!   `peng3dnet.net` drives.
 //! * [`errors`]: the single place where core errors become Python exceptions.
 //!
 //! Each file registers its own classes and functions.
@@ -9,6 +11,7 @@
 mod codec;
 mod convert;
 mod errors;
+mod peer;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -41,5 +44,6 @@ fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     codec::register(m)?;
+    peer::register(m)?;
     Ok(())
 }

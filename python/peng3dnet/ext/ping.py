@@ -1,0 +1,1 @@
+"""The ping extension (being rebuilt; see the issue tracker)."""

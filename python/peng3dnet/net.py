@@ -1,0 +1,1004 @@
+"""Servers and clients.
+
+:class:`Server` accepts connections and represents each one by a :class:`ClientOnServer`
+(or the ``clientcls`` you give it); :class:`Client` connects to one server. Both are
+plain Python classes meant to be subclassed and mixed; the sockets, framing,
+compression and the handshake run in the native core on background threads, while
+every Python hook (packet handlers, ``on_*`` methods, events) runs in the thread that
+calls :meth:`~Server.process` (or in :meth:`~Server.process_async`'s thread).
+"""
+
+import logging
+import socket
+import struct
+import threading
+import time
+
+from . import _core, errors, util
+from ._config import Config
+from .conntypes import ClassicConnectionType, ConnectionType
+from .constants import *  # noqa: F403
+from .constants import (
+    CONNTYPE_CLASSIC,
+    CONNTYPE_NOTSET,
+    DEFAULT_CONFIG,
+    MODE_CLOSED,
+    MODE_NOTSET,
+    SIDE_CLIENT,
+    SIDE_SERVER,
+    SSLSEC_NONE,
+    STATE_ACTIVE,
+    STATE_CLOSED,
+    STATE_INIT,
+    STRUCT_FORMAT_HEADER,
+    STRUCT_FORMAT_LENGTH32,
+)
+from .packet import SmartPacket
+from .packet import internal as _internal
+from .registry import PacketRegistry
+
+__all__ = ["STRUCT_HEADER", "STRUCT_LENGTH32", "Client", "ClientOnServer", "Server"]
+
+STRUCT_HEADER = struct.Struct(STRUCT_FORMAT_HEADER)
+"""Precompiled ``struct`` of the packet header (packet id, flags)."""
+
+STRUCT_LENGTH32 = struct.Struct(STRUCT_FORMAT_LENGTH32)
+"""Precompiled ``struct`` of the length prefix."""
+
+_log = logging.getLogger("peng3dnet.net")
+
+_INTERNAL_PACKETS = (
+    ("peng3dnet:internal.hello", _internal.HelloPacket, 1),
+    ("peng3dnet:internal.settype", _internal.SetTypePacket, 2),
+    ("peng3dnet:internal.handshake", _internal.HandshakePacket, 3),
+    ("peng3dnet:internal.handshake.accept", _internal.HandshakeAcceptPacket, 4),
+    ("peng3dnet:internal.closeconn", _internal.CloseConnectionPacket, 16),
+)
+_CLOSE_PID = 16
+
+# Events are taken from the core in batches of this many; one process() call handles at
+# most _MAX_BATCHES batches so that a continuous stream cannot keep it from returning.
+_BATCH = 1024
+_MAX_BATCHES = 16
+
+EV_CONNECTED = _core.EV_CONNECTED
+EV_PACKET = _core.EV_PACKET
+EV_SENT = _core.EV_SENT
+EV_HANDSHAKE_COMPLETE = _core.EV_HANDSHAKE_COMPLETE
+EV_INIT = _core.EV_INIT
+EV_CLOSED = _core.EV_CLOSED
+EV_LOG = _core.EV_LOG
+
+
+def _resolve(addr, passive):
+    """Numeric socket addresses for ``(host, port)``, as ``getaddrinfo`` orders them.
+
+    Name resolution failures raise ``socket.gaierror``, as they do in the original.
+    """
+    host, port = addr[0], addr[1]
+    infos = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE if passive else 0
+    )
+    found = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr not in found:
+            found.append(sockaddr)
+    return found
+
+
+def _overrides(obj, name, base):
+    """Whether ``obj``'s ``name`` method differs from ``base``'s (or is set on the object)."""
+    return name in getattr(obj, "__dict__", {}) or getattr(type(obj), name, None) is not getattr(base, name)
+
+
+class _ConntypeTable(dict):
+    """``peer.conntypes``: a dict that also tells the native core about each entry, so
+    that assigning ``peer.conntypes[name] = obj`` works like ``addConnType``."""
+
+    def __init__(self, core):
+        super().__init__()
+        self._core = core
+
+    def __setitem__(self, name, obj):
+        if not isinstance(obj, ConnectionType):
+            raise TypeError(f"a connection type must be a ConnectionType instance, not {type(obj).__name__}")
+        super().__setitem__(name, obj)
+        # The core runs the classic handshake itself unless Python code replaces init.
+        native = isinstance(obj, ClassicConnectionType) and not _overrides(obj, "init", ClassicConnectionType)
+        self._core.add_conntype(name, native)
+
+
+class _ListeningSocket:
+    """What ``Server.sock`` is once bound: the listening socket's address and handle."""
+
+    def __init__(self, server, sockname):
+        self._server = server
+        self._sockname = sockname
+
+    def getsockname(self):
+        """The bound address; the real port if the server was bound to port 0."""
+        return self._sockname
+
+    def fileno(self):
+        """The listening socket's OS handle (-1 once closed)."""
+        return self._server._core.listener_fileno()
+
+    def close(self):
+        """Stop the server (and with it the listening socket)."""
+        self._server.stop()
+
+    def __repr__(self):
+        return f"<peng3dnet listening socket {self._sockname}>"
+
+
+class _Peer:
+    """What servers and clients share: configuration, events, registries, dispatch."""
+
+    _side_key = ""  # "server" or "client": the key under which events carry the peer
+    _event_prefix = ""
+
+    def _setup(self, peng, cfg, addr, addr_key):
+        cfg = dict(cfg) if cfg is not None else {}
+        if peng is None:
+            self.cfg = Config(cfg, DEFAULT_CONFIG)
+        else:
+            self.cfg = Config({**DEFAULT_CONFIG, **cfg}, peng.cfg)
+        port = self.cfg[f"{addr_key}.port"]
+        if addr is not None:
+            addr = util.normalize_addr_socketstyle(addr, port)
+            self.cfg[f"{addr_key}.host"], self.cfg[f"{addr_key}.port"] = addr[0], addr[1]
+        elif self.cfg[addr_key] is None:
+            addr = util.normalize_addr_socketstyle(self.cfg[f"{addr_key}.host"], port)
+        else:
+            addr = util.normalize_addr_socketstyle(self.cfg[addr_key], port)
+        if self.cfg["net.events.enable"] == "auto":
+            self.cfg["net.events.enable"] = peng is not None
+        self.peng = peng
+        self.addr = addr
+        self.sock = None
+        self.run = True
+        self.conntypes = _ConntypeTable(self._core)
+        self.registry = PacketRegistry()
+        self._init_lock = threading.RLock()
+        self._is_initialized = False
+        self._is_started = False
+        self._run_thread = None
+        self._process_thread = None
+        self._stopped = threading.Event()
+        # Counts threads inside process_forever(); waits that depend on dispatch use it.
+        self._process_loops = 0
+        self._dispatch_cond = threading.Condition()
+
+    # --- configuration -------------------------------------------------------------
+
+    def _settings(self):
+        cfg = self.cfg
+        return {
+            "compress": bool(cfg["net.compress.enabled"]),
+            "compress_threshold": int(cfg["net.compress.threshold"]),
+            "compress_level": int(cfg["net.compress.level"]),
+            "max_frame_len": int(cfg["net.limits.max_frame"]),
+            "max_inflated_len": int(cfg["net.limits.max_inflated"]),
+            "max_depth": int(cfg["net.limits.max_depth"]),
+            "max_container_len": cfg["net.limits.max_container"],
+            "inbox_limit": int(cfg["net.limits.inbox"]),
+            "linger": float(cfg["net.timeout.linger"]),
+            "close_timeout": float(cfg["net.timeout.close"]),
+        }
+
+    def _check_ssl(self):
+        if self.cfg["net.ssl.enabled"]:
+            raise NotImplementedError(
+                "net.ssl.enabled is set, but this build of peng3dnet-rs has no TLS support yet; "
+                "set net.ssl.enabled to False"
+            )
+
+    # --- events --------------------------------------------------------------------
+
+    def _events_on(self):
+        return bool(self.cfg["net.events.enable"]) and self.peng is not None
+
+    def sendEvent(self, event, data=None):
+        """Send a peng3d event if events are enabled, adding the ``peng`` key and the
+        server or client under its key."""
+        if not self._events_on():
+            return
+        if data is None:
+            data = {}
+        if isinstance(data, dict):
+            data["peng"] = self.peng
+            data[self._side_key] = self
+        self.peng.sendEvent(event, data)
+
+    # --- registration --------------------------------------------------------------
+
+    def initialize(self):
+        """Register the internal packets and the classic connection type, then run every
+        ``_reg_packets_*`` and ``_reg_conntypes_*`` method (for subclasses and mixins).
+        Later calls do nothing."""
+        if self._is_initialized:
+            return
+        with self._init_lock:
+            if self._is_initialized:
+                return
+            self._is_initialized = True
+            for name, cls, n in _INTERNAL_PACKETS:
+                if name not in self.registry.reg_int_str.inv:
+                    self.register_packet(name, cls(self.registry, self), n)
+            self._call_hooks("_reg_packets_")
+            if "classic" not in self.conntypes:
+                self.addConnType("classic", ClassicConnectionType(self))
+            self._call_hooks("_reg_conntypes_")
+            self.sendEvent(f"{self._event_prefix}.initialize", {})
+
+    def _call_hooks(self, prefix):
+        for attr in dir(self):
+            if attr.startswith(prefix):
+                hook = getattr(self, attr, None)
+                if callable(hook):
+                    hook()
+
+    def register_packet(self, name, obj, n=None):
+        """Register packet object ``obj`` under ``name`` (``"namespace:category.name"``),
+        with id ``n`` or the next free id from 64."""
+        self.registry.register(obj, name, n)
+
+    def addConnType(self, t, obj):
+        """Register connection type object ``obj`` under the name ``t``; a name may be
+        registered once (:class:`~peng3dnet.errors.AlreadyRegisteredError`)."""
+        if t in self.conntypes:
+            raise errors.AlreadyRegisteredError(f"connection type {t!r} is already registered")
+        self.conntypes[t] = obj
+
+    # --- sending helpers -----------------------------------------------------------
+
+    def _packet_id(self, ptype):
+        """(id, packet object or None, whether internal) of a packet type in any form."""
+        pid = self.registry.getID(ptype)
+        pkt = self.registry.reg_int_obj.get(pid)
+        internal = pid < 64 or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
+        return pid, pkt, internal
+
+    def _conntype_send(self, conntype_name, frame, ptype, cid):
+        """Runs the connection type's ``send`` hook; True means "skip the other hooks"."""
+        ct = self.conntypes.get(conntype_name)
+        if ct is None or not _overrides(ct, "send", ConnectionType):
+            return False
+        return ct.send(frame, ptype, cid)
+
+    def _wants_frame(self, conntype_name):
+        ct = self.conntypes.get(conntype_name)
+        return self._events_on() or (ct is not None and _overrides(ct, "send", ConnectionType))
+
+    # --- processing ----------------------------------------------------------------
+
+    def process(self, wait=False, timeout=None):
+        """Handle received packets and connection events; return how many packets.
+
+        With ``wait``, first wait up to ``timeout`` seconds (forever if None) for
+        something to arrive. Exceptions raised by handlers are logged (logger
+        ``peng3dnet``) and processing goes on.
+        """
+        core = self._core
+        handled = 0
+        events = core.take_events(wait, timeout, _BATCH)
+        try:
+            for _ in range(_MAX_BATCHES):
+                if not events:
+                    break
+                self._before_dispatch()
+                for event in events:
+                    try:
+                        handled += self._dispatch(event)
+                    except Exception:
+                        _log.exception(
+                            "a handler raised while processing %s; processing goes on", _describe(event)
+                        )
+                if len(events) < _BATCH:
+                    break
+                events = core.take_events(False, None, _BATCH)
+        finally:
+            core.dispatch_done()
+        return handled
+
+    def _before_dispatch(self):
+        pass
+
+    def process_forever(self):
+        """Process until :meth:`stop` is called."""
+        with self._dispatch_cond:
+            self._process_loops += 1
+        try:
+            while self.run:
+                self.process(wait=True, timeout=0.5)
+            # Dispatch what arrived up to the stop (the last packets, the closes).
+            self.process()
+        finally:
+            with self._dispatch_cond:
+                self._process_loops -= 1
+                self._dispatch_cond.notify_all()
+
+    def process_async(self):
+        """Run :meth:`process_forever` in a daemon thread named ``peng3dnet process Thread``."""
+        self._process_thread = threading.Thread(
+            name="peng3dnet process Thread", target=self.process_forever, daemon=True
+        )
+        self._process_thread.start()
+
+    def _wait_dispatched(self, predicate, deadline):
+        """If a process loop runs, wait (until ``deadline``) for ``predicate()``."""
+        with self._dispatch_cond:
+            while self._process_loops > 0 and not predicate():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return
+                self._dispatch_cond.wait(remaining if remaining is not None else 0.5)
+
+    def _notify_dispatched(self):
+        with self._dispatch_cond:
+            self._dispatch_cond.notify_all()
+
+    # --- threads -------------------------------------------------------------------
+
+    def join(self, timeout=None):
+        """Stop, then wait for the threads started by ``runAsync`` and ``process_async``
+        (``timeout`` bounds the total wait)."""
+        self.stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._run_thread, self._process_thread):
+            if thread is None or thread is threading.current_thread():
+                continue
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+
+    def interrupt(self):
+        """Wake threads waiting in :meth:`process` and send the interrupt event."""
+        self._core.interrupt()
+        self.sendEvent(f"{self._event_prefix}.interrupt", {})
+
+    def _debug(self, kind, text):
+        if self.cfg[f"net.debug.print.{kind}"]:
+            print(text)
+        _log.debug(text)
+
+
+def _describe(event):
+    kind = event[0]
+    if kind == EV_PACKET:
+        return f"packet {event[2]} from connection {event[1]}"
+    names = {
+        EV_CONNECTED: "connect",
+        EV_SENT: "send",
+        EV_HANDSHAKE_COMPLETE: "handshake",
+        EV_INIT: "connection type init",
+        EV_CLOSED: "close",
+        EV_LOG: "log",
+    }
+    return f"{names.get(kind, kind)} event of connection {event[1]}"
+
+
+class Server(_Peer):
+    """The server side: accepts many clients at once.
+
+    ``peng`` is a peng3d app object (anything with ``cfg`` and ``sendEvent``) used for
+    events and as the configuration's fallback; without one, events are off unless
+    ``net.events.enable`` says otherwise. ``addr`` is where to listen; if not given,
+    ``net.server.addr`` is used, else ``net.server.addr.host`` and ``.port``; a missing
+    port is taken from ``net.server.addr.port``. ``clientcls`` is the class that
+    represents each connection (default :class:`ClientOnServer`); ``cfg`` overrides
+    configuration values.
+    """
+
+    _side_key = "server"
+    _event_prefix = "peng3dnet:server"
+
+    def __init__(self, peng=None, addr=None, clientcls=None, cfg=None):
+        self._core = _core.ServerCore()
+        self._setup(peng, cfg, addr, "net.server.addr")
+        self.registry._add_listener(self._core)
+        self.is_client = False
+        self.is_server = True
+        self.side = SIDE_SERVER
+        self.clientcls = clientcls if clientcls is not None else ClientOnServer
+        self.clients = {}
+        self._sock_lock = threading.Lock()
+        self._is_bound = False
+
+    def bind(self):
+        """Create the listening socket. Later calls do nothing.
+
+        Binding to port 0 picks a free port: ``server.sock.getsockname()`` tells which.
+        """
+        if self._is_bound:
+            return
+        with self._sock_lock:
+            if self._is_bound:
+                return
+            self._check_ssl()
+            self._core.configure(**self._settings())
+            bound = self._core.bind(_resolve(self.addr, passive=True))
+            self.sock = _ListeningSocket(self, bound)
+            self._is_bound = True
+        self.sendEvent("peng3dnet:server.bind", {"addr": tuple(self.addr)})
+
+    def runBlocking(self, selector=None):
+        """Initialize, bind and serve until :meth:`stop` is called.
+
+        ``selector`` is accepted for compatibility and ignored: the native core does its
+        own waiting."""
+        if not self._start():
+            return
+        self._stopped.wait()
+
+    def runAsync(self, selector=None):
+        """Like :meth:`runBlocking`, in a daemon thread named ``peng3dnet Server Thread``.
+
+        Binding happens before this method returns, so a bind error is raised here and
+        ``server.sock`` is ready as soon as it returns."""
+        if not self._start():
+            return
+        self._run_thread = threading.Thread(
+            name="peng3dnet Server Thread", target=self._stopped.wait, daemon=True
+        )
+        self._run_thread.start()
+
+    def _start(self):
+        self.initialize()
+        self.bind()
+        with self._init_lock:
+            if self._is_started:
+                return False
+            self._core.start()
+            self._is_started = True
+        self.sendEvent("peng3dnet:server.start", {})
+        return True
+
+    def stop(self):
+        """Stop serving: stop accepting and end the open connections at once (connections
+        already closing gracefully finish their close). Use :meth:`shutdown` to tell
+        clients why."""
+        self.run = False
+        self._core.stop("serverstop")
+        self.sendEvent("peng3dnet:server.stop", {"reason": "method"})
+        self.interrupt()
+        self._stopped.set()
+
+    def shutdown(self, join=True, timeout=0, reason="servershutdown"):
+        """Close every connection with ``reason`` (delivered to each client), then stop.
+
+        With ``join``, wait until the clients are gone or ``timeout`` seconds passed (0
+        means up to ``net.timeout.shutdown``), and for this server's threads."""
+        started = time.monotonic()
+        for cid in list(self.clients):
+            try:
+                self.close_connection(cid, reason)
+            except Exception:
+                _log.exception("closing connection %s during shutdown failed", cid)
+        self._core.close_all(reason)
+        if join:
+            limit = timeout if timeout else float(self.cfg["net.timeout.shutdown"])
+            self._core.wait_all_gone(limit)
+        self.stop()
+        self.sendEvent("peng3dnet:server.shutdown", {"reason": reason, "join": join, "timeout": timeout})
+        if join:
+            remaining = (timeout if timeout else float(self.cfg["net.timeout.shutdown"])) - (
+                time.monotonic() - started
+            )
+            self.join(max(remaining, 0))
+
+    def genCID(self):
+        """A client id never used before by this server."""
+        return self._core.gen_cid()
+
+    def _connection_of(self, cid):
+        client = self.clients.get(cid)
+        conn = client.conn if client is not None else self._core.connection(cid)
+        if conn is None:
+            raise KeyError(f"there is no connection with client id {cid!r}")
+        return conn
+
+    def send_message(self, ptype, data, cid):
+        """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to
+        client ``cid``. Safe to call from any thread; returns once the packet is queued.
+        """
+        self._debug("send", f"SEND {ptype} to {cid}")
+        pid, pkt, internal = self._packet_id(ptype)
+        client = self.clients.get(cid)
+        conn = client.conn if client is not None else self._connection_of(cid)
+        if not internal and client is not None and isinstance(pkt, SmartPacket) and not pkt._may_send(cid):
+            return
+        conntype = conn.conntype
+        frame = conn.send(pid, data, self._wants_frame(conntype))
+        if frame is False:
+            _log.debug("packet %s to closing connection %s dropped", ptype, cid)
+            return
+        if internal or not self._conntype_send(conntype, frame, ptype, cid):
+            if client is not None:
+                client.on_send(ptype, data)
+            if self._events_on():
+                self.sendEvent(
+                    "peng3dnet:server.connection.send", {"client": client, "pid": ptype, "data": frame}
+                )
+            if pkt is not None:
+                pkt._send(data, cid)
+
+    def close_connection(self, cid, reason=None):
+        """Close the connection to client ``cid``: packets already queued are sent first,
+        then the reason, which the client receives."""
+        conn = self._connection_of(cid)
+        if conn.closing:
+            return
+        client = self.clients.get(cid)
+        msg = {"reason": reason}
+        if client is not None:
+            client.on_send("peng3dnet:internal.closeconn", msg)
+        if self._events_on():
+            frame = _core.FrameCodec().encode(_CLOSE_PID, msg)
+            self.sendEvent(
+                "peng3dnet:server.connection.send",
+                {"client": client, "pid": "peng3dnet:internal.closeconn", "data": frame},
+            )
+        conn.close(reason)
+
+    # --- dispatch ------------------------------------------------------------------
+
+    def _dispatch(self, event):
+        kind = event[0]
+        if kind == EV_PACKET:
+            _, cid, pid, flags, msg = event
+            client = self.clients.get(cid)
+            if client is None:
+                return 0
+            if self.cfg["net.debug.print.recv"]:
+                self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)} from {cid}")
+            if pid < 64 or not self._conntype_receive(client.conntype, msg, pid, flags, cid):
+                pkt = self.registry.reg_int_obj.get(pid)
+                if pkt is None:
+                    self.on_unknown_packet(pid, msg, cid)
+                    return 1
+                pkt._receive(msg, cid)
+                client.on_receive(pid, msg)
+                if self._events_on():
+                    self.sendEvent(
+                        "peng3dnet:server.connection.recv", {"client": client, "pid": pid, "msg": msg}
+                    )
+            return 1
+        if kind == EV_CONNECTED:
+            _, cid, conn = event
+            addr = conn.getpeername()
+            client = self.clientcls(self, conn, addr, cid)
+            self.clients[cid] = client
+            self._debug("connect", f"CONNECT {cid} from {addr}")
+            client.on_connect()
+            self.sendEvent(
+                "peng3dnet:server.connection.accept",
+                {"sock": conn, "addr": addr, "client": client, "cid": cid},
+            )
+        elif kind == EV_SENT:
+            _, cid, pid, msg, frame = event
+            client = self.clients.get(cid)
+            if client is not None:
+                name = self.registry.reg_int_str.get(pid, pid)
+                client.on_send(name, msg)
+                self.sendEvent(
+                    "peng3dnet:server.connection.send", {"client": client, "pid": name, "data": frame}
+                )
+                pkt = self.registry.reg_int_obj.get(pid)
+                if pkt is not None:
+                    pkt._send(msg, cid)
+        elif kind == EV_HANDSHAKE_COMPLETE:
+            client = self.clients.get(event[1])
+            if client is not None:
+                client.on_handshake_complete()
+        elif kind == EV_INIT:
+            _, cid, conntype = event
+            client = self.clients.get(cid)
+            try:
+                if client is not None and not client.conn.finished:
+                    self.conntypes[conntype].init(cid)
+            finally:
+                if client is not None:
+                    client.conn.init_done()
+        elif kind == EV_CLOSED:
+            _, cid, reason = event
+            client = self.clients.pop(cid, None)
+            if client is not None:
+                self._debug("close", f"CLOSE {cid} because of {reason}")
+                self.sendEvent("peng3dnet:server.connection.close", {"client": client, "reason": reason})
+                client.mode = MODE_CLOSED
+                already_closed = client._closed
+                client._closed = True
+                if not already_closed:
+                    client.on_close(reason)
+        elif kind == EV_LOG:
+            _, cid, level, message = event
+            _log.log(level, message)
+        return 0
+
+    def _conntype_receive(self, conntype, msg, pid, flags, cid):
+        ct = self.conntypes.get(conntype)
+        if ct is None:
+            return False
+        return ct.receive(msg, pid, flags, cid)
+
+    def on_unknown_packet(self, pid, msg, cid):
+        """Called for a packet whose id no registered packet has; logs and ignores it."""
+        _log.warning("ignoring packet with unknown id %s from client %s", pid, cid)
+
+
+class ClientOnServer:
+    """One connection as the server sees it; subclass it and pass ``clientcls`` to the
+    server to keep per-client data and override the ``on_*`` hooks.
+
+    ``server`` is the server, ``conn`` the connection (it has ``getpeername()``,
+    ``getsockname()`` and ``fileno()``), ``addr`` the client's address, ``cid`` its id.
+    """
+
+    def __init__(self, server, conn, addr, cid):
+        self.server = server
+        self.conn = conn
+        self.addr = addr
+        self.cid = cid
+        self.name = None
+        self.mode = MODE_NOTSET
+        self._closed = False
+
+    # Connection state lives in the native core, which moves it through the handshake.
+    @property
+    def state(self):
+        """``STATE_*`` of the connection."""
+        if self.__dict__.get("_closed"):
+            return STATE_CLOSED
+        conn = self.__dict__.get("conn")
+        return conn.state if conn is not None else STATE_INIT
+
+    @state.setter
+    def state(self, value):
+        self.conn.set_state(value)
+
+    @property
+    def conntype(self):
+        """Name of the connection type the client chose (``CONNTYPE_NOTSET`` before)."""
+        conn = self.__dict__.get("conn")
+        return conn.conntype if conn is not None else CONNTYPE_NOTSET
+
+    @conntype.setter
+    def conntype(self, value):
+        self.conn.set_conntype(value)
+
+    @property
+    def ssl_seclevel(self):
+        """``SSLSEC_*`` level of the connection."""
+        conn = self.__dict__.get("conn")
+        return conn.ssl_seclevel if conn is not None else SSLSEC_NONE
+
+    def close(self, reason=None):
+        """Close the connection at once, without telling the client why (see
+        ``Server.close_connection`` for that). ``on_close`` follows in ``process()``."""
+        self.conn.abort(reason)
+
+    def on_connect(self):
+        """Called when the connection is accepted (the handshake is still running)."""
+
+    def on_handshake_complete(self):
+        """Called when the handshake is complete: sends the ``handshakecomplete`` event
+        and sets the state to ``STATE_ACTIVE``."""
+        self.server.sendEvent("peng3dnet:server.connection.handshakecomplete", {"client": self})
+        self.state = STATE_ACTIVE
+
+    def on_receive(self, ptype, msg):
+        """Called for every packet received from this client (after its handler)."""
+
+    def on_send(self, ptype, msg):
+        """Called for every packet sent to this client; ``msg`` is the message object."""
+
+    def on_close(self, reason=None):
+        """Called once when the connection is closed, with the reason given by either side."""
+
+
+class Client(_Peer):
+    """The client side: one connection to a server.
+
+    ``peng``, ``addr`` and ``cfg`` work as for :class:`Server`, with the
+    ``net.client.addr*`` options. ``conntype`` names the connection type to ask the
+    server for; it must be registered on both sides (``"classic"`` always is).
+    """
+
+    _side_key = "client"
+    _event_prefix = "peng3dnet:client"
+
+    def __init__(self, peng=None, addr=None, cfg=None, conntype=CONNTYPE_CLASSIC):
+        self._core = _core.ClientCore(conntype)
+        self._setup(peng, cfg, addr, "net.client.addr")
+        self.registry._add_listener(self._core)
+        self.is_client = True
+        self.is_server = False
+        self.side = SIDE_CLIENT
+        self.target_conntype = conntype
+        self.mode = MODE_NOTSET
+        self._conn = None
+        self._closed = False
+        self._close_reason = None
+        self._handshake_dispatched = False
+        self._table_epoch = 0
+        self._sock_lock = threading.Lock()
+        self._is_connected = False
+
+    # --- state ---------------------------------------------------------------------
+
+    @property
+    def remote_state(self):
+        """``STATE_*`` of the connection."""
+        if self.__dict__.get("_closed"):
+            return STATE_CLOSED
+        conn = self.__dict__.get("_conn")
+        return conn.state if conn is not None else STATE_INIT
+
+    @remote_state.setter
+    def remote_state(self, value):
+        conn = self.__dict__.get("_conn")
+        if conn is not None:
+            conn.set_state(value)
+
+    @property
+    def conntype(self):
+        """The connection type in use: ``target_conntype`` once it was sent to the server."""
+        conn = self.__dict__.get("_conn")
+        return conn.conntype if conn is not None else CONNTYPE_NOTSET
+
+    @conntype.setter
+    def conntype(self, value):
+        conn = self.__dict__.get("_conn")
+        if conn is not None:
+            conn.set_conntype(value)
+
+    @property
+    def ssl_seclevel(self):
+        """``SSLSEC_*`` level of the connection."""
+        conn = self.__dict__.get("_conn")
+        return conn.ssl_seclevel if conn is not None else SSLSEC_NONE
+
+    def _connection_of(self, cid=None):
+        if self._conn is None:
+            raise ConnectionError("the client is not connected; call connect() or runAsync() first")
+        return self._conn
+
+    def _sync_registry(self):
+        epoch = self._core.table_epoch
+        if epoch != self._table_epoch:
+            self._table_epoch = epoch
+            self.registry._adopt_ids(self._core.table())
+
+    _before_dispatch = _sync_registry
+
+    # --- connecting ----------------------------------------------------------------
+
+    def connect(self):
+        """Connect to the server (and :meth:`initialize` first if needed). Later calls do
+        nothing. The handshake then runs in the background: see
+        :meth:`wait_for_connection`. Raises ``OSError`` (e.g. ``ConnectionRefusedError``)
+        if the server cannot be reached."""
+        if self._is_connected:
+            return
+        self.initialize()
+        with self._sock_lock:
+            if self._is_connected:
+                return
+            self._check_ssl()
+            if self.target_conntype not in self.conntypes:
+                raise errors.RegistryError(
+                    f"connection type {self.target_conntype!r} is not registered on this client; "
+                    "register it with addConnType() (or a _reg_conntypes_* method) before connecting"
+                )
+            self._core.configure(**self._settings())
+            self._core.set_options(
+                self.target_conntype,
+                bool(self.cfg["net.registry.autosync"]),
+                self.cfg["net.registry.missingpacketaction"] == "closeconnection",
+            )
+            addrs = _resolve(self.addr, passive=False)
+            self._conn = self._core.connect(addrs, float(self.cfg["net.timeout.connect"]))
+            self.sock = self._conn
+            self._is_connected = True
+        self.sendEvent("peng3dnet:client.connect", {"addr": tuple(self.addr), "sock": self.sock})
+
+    def runBlocking(self, selector=None):
+        """Connect and keep the client running until :meth:`stop` is called.
+
+        ``selector`` is accepted for compatibility and ignored."""
+        if not self._start():
+            return
+        self._stopped.wait()
+
+    def runAsync(self, selector=None):
+        """Like :meth:`runBlocking`, in a daemon thread named ``peng3dnet Client Thread``.
+
+        Connecting happens before this method returns, so connection errors are raised
+        here."""
+        if not self._start():
+            return
+        self._run_thread = threading.Thread(
+            name="peng3dnet Client Thread", target=self._stopped.wait, daemon=True
+        )
+        self._run_thread.start()
+
+    def _start(self):
+        self.initialize()
+        self.connect()
+        with self._init_lock:
+            if self._is_started:
+                return False
+            self._is_started = True
+        self.sendEvent("peng3dnet:client.start", {})
+        return True
+
+    def stop(self):
+        """Stop the client. An open connection ends at once unless a graceful close
+        (:meth:`close_connection`) is under way, which then completes."""
+        self.run = False
+        self._core.stop("clientstop")
+        self.sendEvent("peng3dnet:client.stop", {"reason": "method"})
+        self.interrupt()
+        self._stopped.set()
+
+    def wait_for_connection(self, timeout=None):
+        """Wait up to ``timeout`` seconds (forever if None) for the handshake to complete.
+
+        Returns at once if the connection is active. Raises
+        :class:`~peng3dnet.errors.TimedOutError` on timeout, and
+        :class:`~peng3dnet.errors.ConnectionClosedError` (a ``TimedOutError``) if the
+        connection closed or could not be made first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        active, closed, reason = self._core.wait_for_connection(timeout)
+        if active:
+            self._sync_registry()
+            # With a process loop running, also let on_handshake_complete run first.
+            self._wait_dispatched(lambda: self._handshake_dispatched or self._closed, deadline)
+            return
+        if closed:
+            raise errors.ConnectionClosedError(
+                f"the connection closed before the handshake completed (reason: {reason})", reason
+            )
+        raise errors.TimedOutError(f"no connection was established within {timeout} seconds")
+
+    def wait_for_close(self, timeout=None):
+        """Wait up to ``timeout`` seconds (forever if None) for the connection to close;
+        returns at once if it is closed. Raises :class:`~peng3dnet.errors.TimedOutError`
+        on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._core.wait_for_close(timeout):
+            raise errors.TimedOutError(f"the connection did not close within {timeout} seconds")
+        # With a process loop running, also let on_close run first.
+        self._wait_dispatched(lambda: self._closed, deadline)
+
+    # --- sending -------------------------------------------------------------------
+
+    def send_message(self, ptype, data, cid=None):
+        """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to the
+        server. ``cid`` is ignored. Safe to call from any thread; returns once queued."""
+        self._debug("send", f"SEND {ptype}")
+        self._sync_registry()
+        pid, pkt, internal = self._packet_id(ptype)
+        conn = self._connection_of()
+        if not internal and isinstance(pkt, SmartPacket) and not pkt._may_send(None):
+            return
+        frame = conn.send(pid, data, self._wants_frame(self.target_conntype))
+        if frame is False:
+            _log.debug("packet %s on a closing connection dropped", ptype)
+            return
+        if internal or not self._conntype_send(self.target_conntype, frame, ptype, None):
+            self.on_send(ptype, data)
+            if self._events_on():
+                self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
+            if pkt is not None:
+                pkt._send(data, None)
+
+    def pump_write_buffer(self):
+        """Kept for compatibility: the native core writes queued packets on its own."""
+
+    def close_connection(self, cid=None, reason=None):
+        """Close the connection: packets already queued are sent first, then the reason,
+        which the server receives. ``cid`` is ignored."""
+        conn = self._connection_of()
+        if conn.closing:
+            return
+        msg = {"reason": reason}
+        self.on_send("peng3dnet:internal.closeconn", msg)
+        self.sendEvent("peng3dnet:client.send", {"pid": "peng3dnet:internal.closeconn", "data": msg})
+        conn.close(reason)
+
+    def close(self, reason=None):
+        """Close the connection at once, without telling the server why (see
+        :meth:`close_connection`). ``on_close`` and the close event follow in
+        ``process()``."""
+        if self._conn is not None:
+            self._conn.abort(reason)
+
+    # --- dispatch ------------------------------------------------------------------
+
+    def _dispatch(self, event):
+        kind = event[0]
+        if kind == EV_PACKET:
+            _, _, pid, flags, msg = event
+            if self.cfg["net.debug.print.recv"]:
+                self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)}")
+            if pid < 64 or not self._conntype_receive(msg, pid, flags):
+                pkt = self.registry.reg_int_obj.get(pid)
+                if pkt is None:
+                    self.on_unknown_packet(pid, msg, None)
+                    return 1
+                pkt._receive(msg, None)
+                self.on_receive(pid, msg)
+                if self._events_on():
+                    self.sendEvent("peng3dnet:client.recv", {"pid": pid, "msg": msg})
+            return 1
+        if kind == EV_CONNECTED:
+            self._debug("connect", f"CONNECT to {self.addr}")
+            self.on_connect()
+        elif kind == EV_SENT:
+            _, _, pid, msg, _frame = event
+            name = self.registry.reg_int_str.get(pid, pid)
+            self.on_send(name, msg)
+            self.sendEvent("peng3dnet:client.send", {"pid": name, "data": msg})
+            pkt = self.registry.reg_int_obj.get(pid)
+            if pkt is not None:
+                pkt._send(msg, None)
+        elif kind == EV_HANDSHAKE_COMPLETE:
+            self._sync_registry()
+            try:
+                self.on_handshake_complete()
+            finally:
+                self._handshake_dispatched = True
+                self._notify_dispatched()
+        elif kind == EV_INIT:
+            _, _, conntype = event
+            try:
+                if not self._conn.finished:
+                    self.conntypes[conntype].init(None)
+            finally:
+                self._conn.init_done()
+        elif kind == EV_CLOSED:
+            _, _, reason = event
+            self._close_reason = reason
+            try:
+                self._debug("close", f"CLOSE because of {reason}")
+                self.sendEvent("peng3dnet:client.close", {"reason": reason})
+                self.mode = MODE_CLOSED
+                if not self._closed:
+                    self.on_close(reason)
+            finally:
+                self._closed = True
+                self._notify_dispatched()
+        elif kind == EV_LOG:
+            _, _, level, message = event
+            _log.log(level, message)
+        return 0
+
+    def _conntype_receive(self, msg, pid, flags):
+        ct = self.conntypes.get(self.target_conntype)
+        if ct is None:
+            return False
+        return ct.receive(msg, pid, flags, None)
+
+    def on_unknown_packet(self, pid, msg, cid=None):
+        """Called for a packet whose id no registered packet has; logs and ignores it."""
+        _log.warning("ignoring packet with unknown id %s from the server", pid)
+
+    # --- hooks ---------------------------------------------------------------------
+
+    def on_connect(self):
+        """Called once connected (the handshake is still running)."""
+
+    def on_handshake_complete(self):
+        """Called when the handshake is complete: sends the ``handshakecomplete`` event
+        and sets the state to ``STATE_ACTIVE``."""
+        self.sendEvent("peng3dnet:client.handshakecomplete", {})
+        self.remote_state = STATE_ACTIVE
+
+    def on_receive(self, ptype, msg):
+        """Called for every packet received (after its handler)."""
+
+    def on_send(self, ptype, msg):
+        """Called for every packet sent; ``msg`` is the message object."""
+
+    def on_close(self, reason=None):
+        """Called once when the connection is closed, with the reason given by either side."""

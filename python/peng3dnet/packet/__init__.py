@@ -1,0 +1,126 @@
+"""Packet types.
+
+A :class:`Packet` object stands for one packet type of a server or client: it is
+registered under a name and id, and its :meth:`Packet.receive` runs for every packet of
+that type that arrives. :class:`SmartPacket` adds conditions (connection state, side,
+mode, connection type, TLS level) that a packet must meet to be sent or handled.
+"""
+
+from .. import errors
+from ..constants import SIDE_CLIENT, SIDE_SERVER, SSLSEC_NONE, STATE_ACTIVE
+
+__all__ = ["Packet", "PrintPacket", "SmartPacket"]
+
+
+class Packet:
+    """One packet type. ``reg`` is the registry, ``peer`` the server or client it serves."""
+
+    def __init__(self, reg, peer, obj=None):
+        self.reg = reg
+        self.peer = peer
+        self.obj = obj
+
+    def _receive(self, msg, cid=None):
+        """Called for each received packet of this type; calls :meth:`receive`."""
+        self.receive(msg, cid)
+
+    def _send(self, msg, cid=None):
+        """Called after a packet of this type was queued for sending; calls :meth:`send`."""
+        self.send(msg, cid)
+
+    def receive(self, msg, cid=None):
+        """Handle a received packet: ``msg`` is the decoded message, ``cid`` the sender
+        (``None`` on the client side)."""
+
+    def send(self, msg, cid=None):
+        """Hook run after a packet of this type was sent: ``msg`` is the message object,
+        ``cid`` the recipient (``None`` on the client side)."""
+
+
+class SmartPacket(Packet):
+    """A packet type with conditions on when it may be sent and handled.
+
+    Override the class attributes in a subclass. A packet that does not meet them is
+    not sent (checked before sending) or not handled (checked on receipt), and
+    ``invalid_action`` decides what else happens: ``"ignore"`` nothing, ``"close"``
+    closes the connection with the reason ``"smartpacketinvalid"``.
+    """
+
+    state = STATE_ACTIVE
+    """The connection must be in exactly this state, to send and to handle."""
+
+    side = None
+    """``SIDE_SERVER``/``SIDE_CLIENT``: the only side that may receive (so the other is
+    the only one that may send); ``None``: both."""
+
+    min_sslsec_level = SSLSEC_NONE
+    """Lowest ``SSLSEC_*`` level of the connection at which the packet may be sent."""
+
+    mode = None
+    """If set, the connection's mode must equal it."""
+
+    conntype = None
+    """If set, the connection's connection type must equal it."""
+
+    invalid_action = "ignore"
+    """``"ignore"`` or ``"close"``; anything else raises
+    :class:`~peng3dnet.errors.InvalidSmartPacketActionError` when a check fails."""
+
+    def _receive(self, msg, cid=None):
+        if self._conditions_met(cid, receiving=True):
+            self.receive(msg, cid)
+            return True
+        self._invalid(cid)
+        return False
+
+    def _send(self, msg, cid=None):
+        # The conditions were checked before the packet was sent (see _may_send).
+        self.send(msg, cid)
+        return True
+
+    def _may_send(self, cid=None):
+        """Whether the packet may be sent now; runs ``invalid_action`` if not."""
+        if self._conditions_met(cid, receiving=False):
+            return True
+        self._invalid(cid)
+        return False
+
+    def _conditions_met(self, cid, receiving):
+        if cid is None:
+            # On the client: receiving needs a client-side packet, sending a server-side one.
+            allowed_side = SIDE_CLIENT if receiving else SIDE_SERVER
+            conn = self.peer
+            state = conn.remote_state
+        else:
+            allowed_side = SIDE_SERVER if receiving else SIDE_CLIENT
+            conn = self.peer.clients[cid]
+            state = conn.state
+        return (
+            (self.side is None or self.side == allowed_side)
+            and state == self.state
+            and (receiving or conn.ssl_seclevel >= self.min_sslsec_level)
+            and (self.mode is None or conn.mode == self.mode)
+            and (self.conntype is None or conn.conntype == self.conntype)
+        )
+
+    def _invalid(self, cid):
+        if self.invalid_action == "ignore":
+            return
+        if self.invalid_action == "close":
+            self.peer.close_connection(cid, "smartpacketinvalid")
+            return
+        raise errors.InvalidSmartPacketActionError(
+            f"{type(self).__name__}.invalid_action is {self.invalid_action!r}; "
+            "it must be 'ignore' or 'close'. The packet was dropped."
+        )
+
+
+class PrintPacket(Packet):
+    """A packet type that prints every message it receives (with the sender's id on
+    the server)."""
+
+    def receive(self, msg, cid=None):
+        if cid is None:
+            print(f"[CLIENT] packet received: {msg!r}")
+        else:
+            print(f"[SERVER] packet received from client {cid}: {msg!r}")

@@ -1,0 +1,239 @@
+"""Registries that translate between the three forms of a packet type.
+
+A packet type has an integer id (on the wire), a string name (``"namespace:name"``)
+and an object (a :class:`~peng3dnet.packet.Packet` instance). ``getID``/``getName``/
+``getObj`` convert any form into the wanted one; ``reg[x]`` is ``getObj(x)``.
+"""
+
+import threading
+
+from . import errors
+from .packet import Packet
+
+__all__ = ["BaseRegistry", "PacketRegistry"]
+
+
+class BiMap:
+    """A dict whose values are unique, with its inverse available as ``.inv``.
+
+    Stands in for the ``bidict`` objects of the original (``reg_int_obj`` and
+    ``reg_int_str``); ``m.inv`` is a live view with keys and values swapped.
+    """
+
+    __slots__ = ("_fwd", "_inv")
+
+    def __init__(self, items=None):
+        self._fwd = {}
+        self._inv = {}
+        if items:
+            for key, value in dict(items).items():
+                self[key] = value
+
+    @classmethod
+    def _view(cls, fwd, inv):
+        view = cls.__new__(cls)
+        view._fwd, view._inv = fwd, inv
+        return view
+
+    @property
+    def inv(self):
+        """The inverse mapping (value -> key), sharing this map's storage."""
+        return BiMap._view(self._inv, self._fwd)
+
+    def __getitem__(self, key):
+        return self._fwd[key]
+
+    def __setitem__(self, key, value):
+        owner = self._inv.get(value, _MISSING)
+        if owner is not _MISSING and owner != key:
+            raise errors.AlreadyRegisteredError(f"{value!r} is already mapped from {owner!r}")
+        if key in self._fwd:
+            del self._inv[self._fwd[key]]
+        self._fwd[key] = value
+        self._inv[value] = key
+
+    def __delitem__(self, key):
+        value = self._fwd.pop(key)
+        del self._inv[value]
+
+    def __contains__(self, key):
+        return key in self._fwd
+
+    def __iter__(self):
+        return iter(self._fwd)
+
+    def __len__(self):
+        return len(self._fwd)
+
+    def __eq__(self, other):
+        if isinstance(other, BiMap):
+            return self._fwd == other._fwd
+        return self._fwd == other
+
+    __hash__ = None
+
+    def get(self, key, default=None):
+        return self._fwd.get(key, default)
+
+    def keys(self):
+        return self._fwd.keys()
+
+    def values(self):
+        return self._fwd.values()
+
+    def items(self):
+        return self._fwd.items()
+
+    def copy(self):
+        return BiMap(self._fwd)
+
+    def __repr__(self):
+        return f"BiMap({self._fwd!r})"
+
+
+_MISSING = object()
+
+
+class BaseRegistry:
+    """Maps objects of type ``objtype`` to unique names and integer ids.
+
+    New ids count up from 64 (ids below 64 are reserved for internal packets) and skip
+    ids that are already taken; generating them is thread-safe. Registering a name, id
+    or object twice raises :class:`~peng3dnet.errors.AlreadyRegisteredError`.
+    """
+
+    objtype = object
+    """Objects must be instances of this class (``objtype`` may override it per instance)."""
+
+    def __init__(self, objtype=None):
+        if objtype is not None:
+            self.objtype = objtype
+        self.reg_int_obj = BiMap()
+        self.reg_int_str = BiMap()
+        self.nextid = 64
+        self.idlock = threading.Lock()
+        self._listeners = []
+
+    def getNewID(self):
+        """Return an unused id, counting up from 64."""
+        with self.idlock:
+            while self.nextid in self.reg_int_str:
+                self.nextid += 1
+            n = self.nextid
+            self.nextid += 1
+            return n
+
+    def register(self, obj, name, n=None):
+        """Register ``obj`` under ``name`` and id ``n`` (a new id if ``n`` is None)."""
+        if not isinstance(obj, self.objtype):
+            raise TypeError(
+                f"this registry holds {self.objtype.__name__} objects, not {type(obj).__name__}; "
+                f"register an instance of {self.objtype.__name__} or a subclass"
+            )
+        if not isinstance(name, str):
+            raise TypeError(f"a registry name must be a str, not {type(name).__name__}")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**32):
+            raise TypeError(f"a registry id must be an int from 0 to 2**32-1, not {n!r}")
+        with self.idlock:
+            if name in self.reg_int_str.inv:
+                raise errors.AlreadyRegisteredError(
+                    f"{name!r} is already registered with id {self.reg_int_str.inv[name]}"
+                )
+            if n is not None and n in self.reg_int_str:
+                raise errors.AlreadyRegisteredError(f"id {n} is already used by {self.reg_int_str[n]!r}")
+            if obj in self.reg_int_obj.inv:
+                raise errors.AlreadyRegisteredError(
+                    f"this object is already registered as {self.reg_int_str[self.reg_int_obj.inv[obj]]!r}; "
+                    "create one object per packet type"
+                )
+        if n is None:
+            n = self.getNewID()
+        self.reg_int_obj[n] = obj
+        self.reg_int_str[n] = name
+        for listener in self._listeners:
+            listener.register_packet(name, n)
+
+    def registerObject(self, obj, n=None):
+        """Like :meth:`register`, with the name taken from ``obj.name``."""
+        self.register(obj, obj.name, n)
+
+    def deleteObj(self, obj):
+        """Remove an entry, given in any of its three forms."""
+        intid = self.getID(obj)
+        name = self.reg_int_str[intid]
+        del self.reg_int_obj[intid]
+        del self.reg_int_str[intid]
+        for listener in self._listeners:
+            listener.unregister_packet(name)
+
+    def getName(self, obj):
+        """The name of ``obj`` (a str is returned as it is)."""
+        if isinstance(obj, str):
+            return obj
+        if isinstance(obj, int):
+            return self.reg_int_str[obj]
+        if isinstance(obj, self.objtype):
+            return self.reg_int_str[self.reg_int_obj.inv[obj]]
+        raise TypeError(
+            f"cannot convert a {type(obj).__name__} to a registry name; give an int, str or object"
+        )
+
+    getStr = getName
+
+    def getID(self, obj):
+        """The id of ``obj`` (an int is returned as it is)."""
+        if isinstance(obj, int):
+            return obj
+        if isinstance(obj, str):
+            return self.reg_int_str.inv[obj]
+        if isinstance(obj, self.objtype):
+            return self.reg_int_obj.inv[obj]
+        raise TypeError(f"cannot convert a {type(obj).__name__} to a registry id; give an int, str or object")
+
+    getInt = getID
+
+    def getObj(self, obj):
+        """The object of ``obj`` (an object of ``objtype`` is returned as it is)."""
+        if isinstance(obj, self.objtype):
+            return obj
+        if isinstance(obj, int):
+            return self.reg_int_obj[obj]
+        if isinstance(obj, str):
+            return self.reg_int_obj[self.reg_int_str.inv[obj]]
+        raise TypeError(
+            f"cannot convert a {type(obj).__name__} to a registry object; give an int, str or object"
+        )
+
+    def getAll(self, obj):
+        """``(getObj(obj), getID(obj), getName(obj))``."""
+        return self.getObj(obj), self.getID(obj), self.getName(obj)
+
+    def __getitem__(self, item):
+        return self.getObj(item)
+
+    # --- for the peers -------------------------------------------------------------
+
+    def _add_listener(self, listener):
+        """Tell ``listener`` (a native core) about every current and future entry."""
+        self._listeners.append(listener)
+        for n, name in self.reg_int_str.items():
+            listener.register_packet(name, n)
+
+    def _adopt_ids(self, table):
+        """Re-number entries as the handshake decided: ``table`` is ``[(name, id)]``."""
+        by_name = {name: self.reg_int_obj.get(n) for n, name in self.reg_int_str.items()}
+        new_obj, new_str = BiMap(), BiMap()
+        for name, n in table:
+            obj = by_name.get(name)
+            if obj is not None:
+                new_obj[n] = obj
+                new_str[n] = name
+        with self.idlock:
+            self.reg_int_obj, self.reg_int_str = new_obj, new_str
+            self.nextid = max([64, *(n + 1 for n in new_str)])
+
+
+class PacketRegistry(BaseRegistry):
+    """A registry of :class:`~peng3dnet.packet.Packet` objects."""
+
+    objtype = Packet

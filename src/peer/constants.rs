@@ -1,0 +1,67 @@
+//! Numbers and names of the protocol that the core needs (the Python package
+//! re-states them for users in `peng3dnet.constants`).
+
+/// Connection states (`STATE_*`).
+pub mod state {
+    /// A new connection.
+    pub const INIT: u32 = 0;
+    /// Handshake packet (client) or its acceptance (server) awaited.
+    pub const HANDSHAKE_WAIT1: u32 = 1;
+    /// The server waits for the client's connection type.
+    pub const WAITTYPE: u32 = 3;
+    /// The client waits for the server's hello.
+    pub const HELLOWAIT: u32 = 4;
+    /// Handshake complete.
+    pub const ACTIVE: u32 = 64;
+    /// Closed.
+    pub const CLOSED: u32 = 128;
+}
+
+/// Internal packet ids, fixed by the protocol.
+pub mod pid {
+    /// Server -> client: version information.
+    pub const HELLO: u32 = 1;
+    /// Client -> server: the connection type.
+    pub const SETTYPE: u32 = 2;
+    /// Server -> client: version and registry.
+    pub const HANDSHAKE: u32 = 3;
+    /// Client -> server: handshake accepted.
+    pub const HANDSHAKE_ACCEPT: u32 = 4;
+    /// Either way: the sender closes the connection, with a reason.
+    pub const CLOSE: u32 = 16;
+}
+
+/// The internal packets as both sides register them, in the original's order.
+pub const INTERNAL_PACKETS: [(&str, u32); 5] = [
+    ("peng3dnet:internal.hello", pid::HELLO),
+    ("peng3dnet:internal.settype", pid::SETTYPE),
+    ("peng3dnet:internal.handshake", pid::HANDSHAKE),
+    ("peng3dnet:internal.handshake.accept", pid::HANDSHAKE_ACCEPT),
+    ("peng3dnet:internal.closeconn", pid::CLOSE),
+];
+
+/// Connection type names.
+pub const CONNTYPE_CLASSIC: &str = "classic";
+/// The connection type of a connection that has not chosen one yet.
+pub const CONNTYPE_NOTSET: &str = "_notset";
+
+/// Version strings announced in hello and handshake packets.
+pub const VERSION: &str = "0.2.0";
+/// The wire protocol version; a peer with another one is refused.
+pub const PROTOVERSION: i64 = 2;
+
+/// Close reasons sent to the peer and reported to `on_close`.
+pub mod reason {
+    /// The peer speaks another protocol version.
+    pub const PROTOVERSION_MISMATCH: &str = "protoversionmismatch";
+    /// The client asked for a connection type the server does not know.
+    pub const UNKNOWN_CONNTYPE: &str = "unknownconntype";
+    /// Client and server registered different packets.
+    pub const PACKETREG_MISMATCH: &str = "packetregmismatch";
+    /// A packet arrived in a state where it is not allowed.
+    pub const SMARTPACKET_INVALID: &str = "smartpacketinvalid";
+    /// The handshake packet's registry is not a map of names to ids.
+    pub const INVALID_HANDSHAKE: &str = "invalidhandshake";
+    /// The socket was closed without a close packet.
+    pub const SOCKET_CLOSE: &str = "socketclose";
+}

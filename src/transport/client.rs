@@ -1,0 +1,263 @@
+//! The client side: one connection to a server, and the conditions Python threads
+//! wait on (`wait_for_connection`, `wait_for_close`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::connection::{socket_handle, Conn, Role, Settings, SocketInfo};
+use super::inbox::Inbox;
+use super::runtime::runtime;
+use crate::peer::constants::state;
+use crate::peer::handshake::{self, Action, ClientRules, ConntypeKind, Conntypes};
+use crate::peer::table::PacketTable;
+use crate::protocol::msgpack::Value;
+
+/// The client's handshake options (from its configuration).
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The connection type to ask the server for.
+    pub target_conntype: String,
+    /// `net.registry.autosync`.
+    pub autosync: bool,
+    /// `net.registry.missingpacketaction == "closeconnection"`.
+    pub require_same_names: bool,
+}
+
+/// What a waiting Python thread wants to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientStatus {
+    /// A connection exists (connect succeeded).
+    pub connected: bool,
+    /// The connection is over, with this reason.
+    pub closed: Option<Option<String>>,
+}
+
+/// Everything a client shares between Python and its tasks.
+pub struct ClientShared {
+    /// Events for Python.
+    pub inbox: Arc<Inbox>,
+    settings: RwLock<Arc<Settings>>,
+    options: RwLock<ClientOptions>,
+    conntypes: RwLock<Conntypes>,
+    table: RwLock<PacketTable>,
+    /// Bumped whenever the handshake replaces the table, so Python knows to re-read it.
+    table_epoch: AtomicU64,
+    conn: Mutex<Option<Arc<Conn>>>,
+    status: Mutex<ClientStatus>,
+    status_changed: Condvar,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientShared {
+    /// A client with an empty packet table and no connection types yet.
+    pub fn new(options: ClientOptions) -> Arc<ClientShared> {
+        Arc::new(ClientShared {
+            inbox: Inbox::new(),
+            settings: RwLock::new(Arc::new(Settings::default())),
+            options: RwLock::new(options),
+            conntypes: RwLock::new(Conntypes::new()),
+            table: RwLock::new(PacketTable::new()),
+            table_epoch: AtomicU64::new(0),
+            conn: Mutex::new(None),
+            status: Mutex::new(ClientStatus::default()),
+            status_changed: Condvar::new(),
+        })
+    }
+
+    /// Replaces the settings (used by the next connect).
+    pub fn configure(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+    }
+
+    /// Replaces the handshake options.
+    pub fn set_options(&self, options: ClientOptions) {
+        *self.options.write().unwrap_or_else(|p| p.into_inner()) = options;
+    }
+
+    /// The packet table.
+    pub fn table(&self) -> &RwLock<PacketTable> {
+        &self.table
+    }
+
+    /// Changes whenever the handshake replaced the table.
+    pub fn table_epoch(&self) -> u64 {
+        self.table_epoch.load(Ordering::SeqCst)
+    }
+
+    /// The connection types.
+    pub fn conntypes(&self) -> &RwLock<Conntypes> {
+        &self.conntypes
+    }
+
+    /// The connection, once connected.
+    pub fn conn(&self) -> Option<Arc<Conn>> {
+        lock(&self.conn).clone()
+    }
+
+    /// Connects to the first of `addrs` that accepts within `timeout` each, and starts
+    /// the connection. Call without the GIL.
+    pub fn connect(
+        self: &Arc<Self>,
+        addrs: &[SocketAddr],
+        timeout: Duration,
+    ) -> io::Result<Arc<Conn>> {
+        let stream = runtime().block_on(async {
+            let mut last_error =
+                io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+            for addr in addrs {
+                match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => return Ok(stream),
+                    Ok(Err(err)) => last_error = err,
+                    Err(_) => {
+                        last_error = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("connecting to {addr} took longer than {timeout:?}"),
+                        );
+                    }
+                }
+            }
+            Err(last_error)
+        })?;
+        stream.set_nodelay(true)?;
+        let info = SocketInfo {
+            peer_addr: stream.peer_addr()?,
+            local_addr: stream.local_addr()?,
+            fd: socket_handle(&stream),
+        };
+        let (reader, writer) = stream.into_split();
+        let settings = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let _runtime = runtime().enter();
+        let mut slot = lock(&self.conn);
+        let conn = Conn::spawn(
+            0,
+            info,
+            reader,
+            writer,
+            settings,
+            self.inbox.clone(),
+            self.clone(),
+        );
+        *slot = Some(conn.clone());
+        drop(slot);
+        lock(&self.status).connected = true;
+        self.status_changed.notify_all();
+        Ok(conn)
+    }
+
+    /// Reports a failed connection attempt to waiting threads.
+    pub fn connect_failed(&self, reason: String) {
+        let mut status = lock(&self.status);
+        if status.closed.is_none() {
+            status.closed = Some(Some(reason));
+        }
+        drop(status);
+        self.status_changed.notify_all();
+    }
+
+    /// Waits until `done(status, state)` holds or `timeout` passes; returns the final
+    /// status and whether `done` held. Call without the GIL.
+    pub fn wait_until(
+        &self,
+        timeout: Option<Duration>,
+        done: impl Fn(&ClientStatus, Option<u32>) -> bool,
+    ) -> (ClientStatus, bool) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut status = lock(&self.status);
+        loop {
+            let current_state = self.conn().map(|c| c.state());
+            if done(&status, current_state) {
+                return (status.clone(), true);
+            }
+            status = match deadline {
+                None => self
+                    .status_changed
+                    .wait(status)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return (status.clone(), false);
+                    }
+                    self.status_changed
+                        .wait_timeout(status, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Ends the connection at once, unless it is already closing gracefully (then it
+    /// finishes its close), and wakes threads waiting for events.
+    pub fn stop(&self, reason: Option<String>) {
+        if let Some(conn) = self.conn().filter(|conn| !conn.is_closing()) {
+            conn.abort(reason);
+        }
+        self.inbox.interrupt();
+    }
+
+    /// Runs the classic connection type's client-side `init`.
+    pub fn classic_init(&self, conn: &Arc<Conn>) {
+        conn.apply(handshake::client_classic_init());
+    }
+}
+
+/// Whether a state counts as connected for `wait_for_connection`.
+pub fn is_active_state(value: u32) -> bool {
+    (state::ACTIVE..state::CLOSED).contains(&value)
+}
+
+impl Role for ClientShared {
+    fn start(&self, _conn: &Arc<Conn>) -> Vec<Action> {
+        handshake::client_connect()
+    }
+
+    fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action> {
+        let options = self
+            .options
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let kind: Option<ConntypeKind> = self
+            .conntypes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&options.target_conntype)
+            .copied();
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let rules = ClientRules {
+            target_conntype: &options.target_conntype,
+            target_kind: kind,
+            table: &table,
+            autosync: options.autosync,
+            require_same_names: options.require_same_names,
+        };
+        handshake::client_packet(conn.state(), &conn.conntype(), packet_id, msg, &rules)
+    }
+
+    fn adopt_table(&self, table: PacketTable) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        self.table_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn status_changed(&self, conn: &Arc<Conn>) {
+        let mut status = lock(&self.status);
+        if conn.is_finished() && status.closed.is_none() {
+            status.closed = Some(conn.close_reason());
+        }
+        drop(status);
+        self.status_changed.notify_all();
+    }
+}

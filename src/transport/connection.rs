@@ -1,0 +1,686 @@
+//! One connection: its shared state ([`Conn`]) and its reader and writer tasks.
+//!
+//! The reader turns bytes into frames, hands internal packets to the peer's handshake
+//! rules ([`Role`]) and queues every packet for Python. The writer drains the outbox
+//! in order, batching small frames into one write. Either task ending cancels the
+//! other; the connection leaves its peer's table when both have ended.
+//!
+//! Closing, from our side ([`Conn::close`]): the close packet is queued behind
+//! everything already queued, flushed, the write half is shut down, and the
+//! connection is reported closed; the reader then keeps draining (and discarding)
+//! until the peer closes or `linger` passes, so that the peer reads our close packet
+//! instead of a reset. From the peer's side (close packet, EOF, reset): reported closed
+//! at once. [`Conn::abort`] ends everything at once without a close packet.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::inbox::{Event, Inbox, LogLevel};
+use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
+use crate::peer::handshake::Action;
+use crate::peer::table::PacketTable;
+use crate::protocol::msgpack::{ReadLimits, Value};
+use crate::protocol::packet::{self, Compression};
+use crate::protocol::{Frame, FrameDecoder, Limits, ProtocolError, INTERNAL_ID_LIMIT};
+
+/// Frames smaller than this are copied into one buffer and written together.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Per-peer settings that every connection of the peer shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Decoding limits.
+    pub limits: Limits,
+    /// Compression of outgoing bodies.
+    pub compression: Compression,
+    /// Bytes of one connection's packets that may wait in the inbox before its reader
+    /// stops reading (a single larger packet is still accepted).
+    pub inbox_limit: usize,
+    /// How long a closed connection keeps draining so the peer can read our close packet.
+    pub linger: Duration,
+    /// Longest a graceful close may take (flushing included) before it becomes an abort.
+    pub close_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            compression: Compression::default(),
+            inbox_limit: 16 * 1024 * 1024,
+            linger: Duration::from_secs(2),
+            close_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the writer task receives.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A complete frame to write.
+    Frame(Bytes),
+    /// Write a close packet with this reason, then shut the connection down.
+    Close(Option<String>),
+}
+
+/// The side-specific part of a connection: the server's or the client's rules.
+pub trait Role: Send + Sync + 'static {
+    /// Actions when the connection starts.
+    fn start(&self, conn: &Arc<Conn>) -> Vec<Action>;
+    /// Actions for an internal packet (id below 64).
+    fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action>;
+    /// (client) The registry was synchronised: use this table from now on.
+    fn adopt_table(&self, _table: PacketTable) {}
+    /// The connection's state or status changed (wakes client waiters).
+    fn status_changed(&self, _conn: &Arc<Conn>) {}
+    /// Both tasks of the connection have ended.
+    fn gone(&self, _conn: &Arc<Conn>) {}
+}
+
+/// A connection's state, shared by its tasks, its peer and Python.
+pub struct Conn {
+    /// Client id (unique per server; 0 on the client side).
+    pub cid: u64,
+    /// Remote address.
+    pub peer_addr: SocketAddr,
+    /// Local address.
+    pub local_addr: SocketAddr,
+    /// OS handle of the socket (for `fileno()`), or -1.
+    pub fd: i64,
+    settings: Arc<Settings>,
+    inbox: Arc<Inbox>,
+    role: Arc<dyn Role>,
+    /// `STATE_*`, as Python sees it (Python may set it too).
+    state: AtomicU32,
+    /// Connection type name.
+    conntype: Mutex<String>,
+    /// `SSLSEC_*` level negotiated for this connection.
+    ssl_seclevel: AtomicU32,
+    /// A close has started: nothing more is sent.
+    closing: AtomicBool,
+    /// The Closed event has been queued: nothing more is received.
+    finished: AtomicBool,
+    /// Python found a packet body it cannot decode: the rest of the input is dropped.
+    input_rejected: AtomicBool,
+    /// A connection type `init` is running in Python; internal packets wait for it.
+    init_pending: AtomicBool,
+    init_done: Notify,
+    /// Why the connection ended, once it has.
+    close_reason: Mutex<Option<String>>,
+    /// The reason of a graceful close we started: whatever ends the connection after
+    /// that (the peer hanging up first, the close timeout), this is what is reported.
+    intended_reason: Mutex<Option<Option<String>>>,
+    /// Stops both tasks.
+    cancel: CancellationToken,
+    /// Sender end of the outbox; the receiver belongs to the writer task.
+    outbox: mpsc::UnboundedSender<Outbound>,
+    /// Bytes queued in the outbox and not yet written.
+    out_bytes: AtomicUsize,
+    /// Events of this connection in the inbox, not yet taken by Python.
+    undelivered: AtomicUsize,
+    /// Body bytes of this connection's packets in the inbox (for back-pressure).
+    inbox_bytes: AtomicUsize,
+    inbox_drained: Notify,
+    /// Reader and writer tasks still running.
+    tasks_alive: AtomicU8,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("cid", &self.cid)
+            .field("peer", &self.peer_addr)
+            .finish()
+    }
+}
+
+/// Addresses and handle of a socket, for [`Conn::spawn`].
+#[derive(Debug, Clone, Copy)]
+pub struct SocketInfo {
+    /// Remote address.
+    pub peer_addr: SocketAddr,
+    /// Local address.
+    pub local_addr: SocketAddr,
+    /// OS handle, or -1.
+    pub fd: i64,
+}
+
+impl Conn {
+    /// Starts a connection over the split halves of a stream: queues the Connected
+    /// event, runs the role's start actions and spawns the reader and writer tasks on
+    /// the current runtime.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn<R, W>(
+        cid: u64,
+        socket: SocketInfo,
+        reader: R,
+        writer: W,
+        settings: Arc<Settings>,
+        inbox: Arc<Inbox>,
+        role: Arc<dyn Role>,
+    ) -> Arc<Conn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Conn {
+            cid,
+            peer_addr: socket.peer_addr,
+            local_addr: socket.local_addr,
+            fd: socket.fd,
+            settings,
+            inbox,
+            role,
+            state: AtomicU32::new(state::INIT),
+            conntype: Mutex::new(CONNTYPE_NOTSET.to_owned()),
+            ssl_seclevel: AtomicU32::new(0),
+            closing: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            input_rejected: AtomicBool::new(false),
+            init_pending: AtomicBool::new(false),
+            init_done: Notify::new(),
+            close_reason: Mutex::new(None),
+            intended_reason: Mutex::new(None),
+            cancel: CancellationToken::new(),
+            outbox: tx,
+            out_bytes: AtomicUsize::new(0),
+            undelivered: AtomicUsize::new(0),
+            inbox_bytes: AtomicUsize::new(0),
+            inbox_drained: Notify::new(),
+            tasks_alive: AtomicU8::new(2),
+        });
+        conn.inbox.push(Event::Connected(conn.clone()));
+        let start = conn.role.start(&conn);
+        conn.apply(start);
+        tokio::spawn(read_loop(conn.clone(), reader));
+        tokio::spawn(write_loop(conn.clone(), writer, rx));
+        conn
+    }
+
+    // --- state seen by Python -----------------------------------------------------
+
+    /// The state as Python sees it: the last state set, except that a connection that
+    /// is over reads as closed once none of its events wait to be dispatched.
+    pub fn visible_state(&self) -> u32 {
+        if self.finished.load(Ordering::SeqCst)
+            && self.undelivered.load(Ordering::SeqCst) == 0
+            && !self.inbox.is_dispatching()
+        {
+            state::CLOSED
+        } else {
+            self.state.load(Ordering::SeqCst)
+        }
+    }
+
+    /// The last state set.
+    pub fn state(&self) -> u32 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    /// Sets the state (from the handshake rules or from Python).
+    pub fn set_state(self: &Arc<Self>, value: u32) {
+        self.state.store(value, Ordering::SeqCst);
+        self.role.status_changed(self);
+    }
+
+    /// The connection type.
+    pub fn conntype(&self) -> String {
+        self.conntype
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the connection type.
+    pub fn set_conntype(&self, value: String) {
+        *self.conntype.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+
+    /// The `SSLSEC_*` level.
+    pub fn ssl_seclevel(&self) -> u32 {
+        self.ssl_seclevel.load(Ordering::SeqCst)
+    }
+
+    /// Whether a close has started (nothing more can be sent).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Whether the connection is over (its Closed event is queued).
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// Why the connection ended (`None` while it is open, or if no reason was given).
+    pub fn close_reason(&self) -> Option<String> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Bytes queued for sending and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes.load(Ordering::SeqCst)
+    }
+
+    /// The peer's shared settings.
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    // --- sending --------------------------------------------------------------------
+
+    /// Queues a complete frame. Returns false if the connection is closing.
+    pub fn queue_frame(&self, frame: Bytes) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        let len = frame.len();
+        self.out_bytes.fetch_add(len, Ordering::SeqCst);
+        if self.outbox.send(Outbound::Frame(frame)).is_err() {
+            self.out_bytes.fetch_sub(len, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Sends an internal packet built by the core and reports it to Python.
+    fn send_internal(self: &Arc<Self>, packet_id: u32, body: &Value) {
+        let body = body.to_bytes();
+        let mut out = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
+        if packet::encode_packet(packet_id, &body, &self.settings.compression, &mut out).is_err() {
+            return; // cannot happen: internal bodies are far below 4 GiB
+        }
+        let frame = Bytes::from(out);
+        if self.queue_frame(frame.clone()) {
+            self.inbox.push(Event::Sent {
+                conn: self.clone(),
+                pid: packet_id,
+                body: Bytes::from(body),
+                frame,
+            });
+        }
+    }
+
+    // --- closing --------------------------------------------------------------------
+
+    /// Closes gracefully: everything queued so far is sent, then a close packet with
+    /// `reason`; then the connection is reported closed with that reason. If that takes
+    /// longer than `close_timeout` (a peer that does not read), the connection is
+    /// aborted instead.
+    pub fn close(self: &Arc<Self>, reason: Option<String>) {
+        if self.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        *self
+            .intended_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        if self.outbox.send(Outbound::Close(reason.clone())).is_err() {
+            self.finish(reason);
+            return;
+        }
+        let conn = self.clone();
+        let deadline = self.settings.close_timeout;
+        super::runtime::runtime().spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(deadline) => conn.abort(reason),
+                () = conn.cancel.cancelled() => {}
+            }
+        });
+    }
+
+    /// Ends the connection at once, without a close packet, reporting `reason`.
+    pub fn abort(self: &Arc<Self>, reason: Option<String>) {
+        self.finish(reason);
+        self.cancel.cancel();
+    }
+
+    /// Reports the connection closed (once) and stops accepting input from it.
+    fn finish(self: &Arc<Self>, reason: Option<String>) {
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let intended = self
+            .intended_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reason = intended.unwrap_or(reason);
+        self.closing.store(true, Ordering::SeqCst);
+        self.close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone_from(&reason);
+        self.inbox.push(Event::Closed {
+            conn: self.clone(),
+            reason,
+        });
+        self.init_done.notify_waiters();
+        self.role.status_changed(self);
+    }
+
+    /// Refuses the rest of this connection's input because a packet body turned out to
+    /// be invalid when Python decoded it; closes with `reason`.
+    pub fn reject_input(self: &Arc<Self>, reason: String) {
+        self.input_rejected.store(true, Ordering::SeqCst);
+        self.close(Some(reason));
+    }
+
+    /// Whether [`Conn::reject_input`] was called: queued packets must be dropped.
+    pub fn input_rejected(&self) -> bool {
+        self.input_rejected.load(Ordering::SeqCst)
+    }
+
+    /// Closes the connection because its peer broke the protocol.
+    fn protocol_error(self: &Arc<Self>, err: &ProtocolError) {
+        self.inbox.push(Event::Log {
+            conn: self.clone(),
+            level: LogLevel::Warning,
+            message: format!(
+                "closing connection {} from {}: {err}",
+                self.cid, self.peer_addr
+            ),
+        });
+        self.close(Some(format!("protocolerror: {err}")));
+    }
+
+    // --- connection types whose init runs in Python ---------------------------------
+
+    /// Python finished running a connection type's `init`: held internal packets may
+    /// be processed now.
+    pub fn init_done(&self) {
+        self.init_pending.store(false, Ordering::SeqCst);
+        self.init_done.notify_waiters();
+    }
+
+    async fn wait_for_init(&self) {
+        loop {
+            let notified = self.init_done.notified();
+            if !self.init_pending.load(Ordering::SeqCst) || self.is_finished() {
+                return;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = self.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    // --- actions of the handshake rules ---------------------------------------------
+
+    /// Carries out actions returned by the handshake rules (or requested by Python).
+    pub fn apply(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { pid, body } => self.send_internal(pid, &body),
+                Action::SetState(value) => self.set_state(value),
+                Action::SetConntype(name) => self.set_conntype(name),
+                Action::HandshakeComplete => {
+                    self.inbox.push(Event::HandshakeComplete(self.clone()));
+                    self.role.status_changed(self);
+                }
+                Action::DelegateInit(conntype) => {
+                    self.init_pending.store(true, Ordering::SeqCst);
+                    self.inbox.push(Event::DelegateInit {
+                        conn: self.clone(),
+                        conntype,
+                    });
+                }
+                Action::AdoptTable(table) => self.role.adopt_table(table),
+                Action::Close(reason) => self.close(Some(reason)),
+                Action::PeerClosed(reason) => self.abort(reason),
+            }
+        }
+    }
+
+    // --- inbox accounting (called by the inbox) -------------------------------------
+
+    pub(crate) fn note_event_queued(&self, event: &Event) {
+        self.undelivered.fetch_add(1, Ordering::SeqCst);
+        if let Event::Packet { body, .. } = event {
+            self.inbox_bytes.fetch_add(body.len(), Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn note_event_taken(&self, event: &Event) {
+        self.undelivered.fetch_sub(1, Ordering::SeqCst);
+        if let Event::Packet { body, .. } = event {
+            let before = self.inbox_bytes.fetch_sub(body.len(), Ordering::SeqCst);
+            if before > self.settings.inbox_limit
+                && before - body.len() <= self.settings.inbox_limit
+            {
+                self.inbox_drained.notify_waiters();
+            }
+        }
+    }
+
+    async fn wait_for_inbox_room(&self) {
+        loop {
+            let notified = self.inbox_drained.notified();
+            if self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit {
+                return;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = self.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    // --- receiving ------------------------------------------------------------------
+
+    async fn handle_frame(
+        self: &Arc<Self>,
+        frame: Frame,
+        read_limits: ReadLimits,
+    ) -> Result<(), ProtocolError> {
+        let body = packet::open_body(&frame, &self.settings.limits)?;
+        let packet_id = frame.header.pid;
+        let flags = frame.header.flags.bits();
+        if packet_id >= INTERNAL_ID_LIMIT {
+            self.inbox.push(Event::Packet {
+                conn: self.clone(),
+                pid: packet_id,
+                flags,
+                body,
+            });
+            return Ok(());
+        }
+        if packet_id != pid::CLOSE {
+            self.wait_for_init().await;
+            if self.is_finished() {
+                return Ok(());
+            }
+        }
+        let msg = Value::decode(&body, read_limits)?;
+        let actions = self.role.internal_packet(self, packet_id, &msg);
+        // The packet itself first (on_receive), then what it caused (on_close, ...).
+        self.inbox.push(Event::Packet {
+            conn: self.clone(),
+            pid: packet_id,
+            flags,
+            body,
+        });
+        self.apply(actions);
+        Ok(())
+    }
+
+    fn task_ended(self: &Arc<Self>) {
+        if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.role.gone(self);
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader: R) {
+    let settings = conn.settings.clone();
+    let read_limits = ReadLimits::from(&settings.limits);
+    let mut decoder = FrameDecoder::new(settings.limits.max_frame_len);
+    let mut drain = vec![0u8; 16 * 1024];
+    // After a protocol error or once the connection is over, input is read and dropped.
+    let mut discarding = false;
+    loop {
+        discarding = discarding || conn.is_finished() || conn.input_rejected();
+        let read = if discarding {
+            tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                read = reader.read(&mut drain) => read,
+            }
+        } else {
+            conn.wait_for_inbox_room().await;
+            tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                read = reader.read_buf(decoder.read_buffer()) => read,
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
+                break;
+            }
+            Ok(_) if discarding => continue,
+            Ok(_) => {}
+        }
+        loop {
+            match decoder.decode() {
+                Ok(Some(frame)) => {
+                    if let Err(err) = conn.handle_frame(frame, read_limits).await {
+                        conn.protocol_error(&err);
+                        discarding = true;
+                        break;
+                    }
+                    if conn.is_finished() {
+                        discarding = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    conn.protocol_error(&err.into());
+                    discarding = true;
+                    break;
+                }
+            }
+        }
+    }
+    conn.cancel.cancel();
+    conn.task_ended();
+}
+
+/// Why the writer stopped.
+enum WriterEnd {
+    /// Cancelled, or every sender is gone.
+    Stopped,
+    /// A write failed: the peer is gone.
+    Failed,
+    /// A close packet was sent.
+    Closed,
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u8]) -> bool {
+    if data.is_empty() {
+        return true;
+    }
+    tokio::select! {
+        () = conn.cancel.cancelled() => false,
+        result = writer.write_all(data) => result.is_ok(),
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: Arc<Conn>,
+    mut writer: W,
+    mut outbox: mpsc::UnboundedReceiver<Outbound>,
+) {
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_LIMIT);
+    let end = 'run: loop {
+        let first = tokio::select! {
+            biased;
+            () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
+            item = outbox.recv() => item,
+        };
+        let Some(mut item) = first else {
+            break 'run WriterEnd::Stopped;
+        };
+        let mut close = None;
+        batch.clear();
+        loop {
+            match item {
+                Outbound::Frame(frame) => {
+                    if frame.len() >= BATCH_LIMIT {
+                        // Large frames are written from their own buffer, not copied.
+                        let ok = write_all(&conn, &mut writer, &batch).await
+                            && write_all(&conn, &mut writer, &frame).await;
+                        batch.clear();
+                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
+                        if !ok {
+                            break 'run WriterEnd::Failed;
+                        }
+                    } else {
+                        batch.extend_from_slice(&frame);
+                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
+                    }
+                }
+                Outbound::Close(reason) => {
+                    close = Some(reason);
+                    break;
+                }
+            }
+            if batch.len() >= BATCH_LIMIT {
+                break;
+            }
+            match outbox.try_recv() {
+                Ok(next) => item = next,
+                Err(_) => break,
+            }
+        }
+        if !write_all(&conn, &mut writer, &batch).await {
+            break 'run WriterEnd::Failed;
+        }
+        if let Some(reason) = close {
+            let body = Value::map([("reason", Value::from(reason.clone()))]).to_bytes();
+            let mut frame = Vec::new();
+            let encoded =
+                packet::encode_packet(pid::CLOSE, &body, &conn.settings.compression, &mut frame);
+            let sent = encoded.is_ok() && write_all(&conn, &mut writer, &frame).await;
+            let _ = writer.flush().await;
+            let _ = writer.shutdown().await;
+            conn.finish(reason);
+            if sent {
+                // Give the peer time to read the close packet and hang up first.
+                tokio::select! {
+                    () = tokio::time::sleep(conn.settings.linger) => {}
+                    () = conn.cancel.cancelled() => {}
+                }
+            }
+            break 'run WriterEnd::Closed;
+        }
+    };
+    if matches!(end, WriterEnd::Failed) {
+        conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
+    }
+    conn.cancel.cancel();
+    conn.task_ended();
+}
+
+/// The OS handle of a socket, for Python's `fileno()` (-1 where there is none).
+#[cfg(unix)]
+pub(crate) fn socket_handle<T: std::os::fd::AsRawFd>(socket: &T) -> i64 {
+    i64::from(socket.as_raw_fd())
+}
+
+/// The OS handle of a socket, for Python's `fileno()` (-1 where there is none).
+#[cfg(not(unix))]
+pub(crate) fn socket_handle<T>(_socket: &T) -> i64 {
+    -1
+}

@@ -1,0 +1,208 @@
+//! The inbox: every event one peer's Python side must see, in the order it happened.
+//!
+//! Connection tasks push; the Python thread that calls `process()` takes events in
+//! batches. Taking blocks on a condition variable (the caller releases the GIL first).
+//! Packet events are counted per connection so that a reader task can stop reading
+//! while too much of its connection waits here (back-pressure reaches the sender
+//! through TCP instead of growing memory).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::connection::Conn;
+
+/// Severity of a [`Event::Log`] record (mapped to Python `logging` levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Routine information (a connection closed because of a protocol error).
+    Info,
+    /// Something a peer did wrong.
+    Warning,
+}
+
+/// One thing that happened on a connection.
+#[derive(Debug)]
+pub enum Event {
+    /// A connection was established (server: accepted; client: connected).
+    Connected(Arc<Conn>),
+    /// A packet arrived. `body` is its msgpack bytes (already inflated).
+    Packet {
+        /// The connection.
+        conn: Arc<Conn>,
+        /// Packet id.
+        pid: u32,
+        /// Header flags as received.
+        flags: u16,
+        /// msgpack body.
+        body: Bytes,
+    },
+    /// The core sent an internal packet (hello, handshake, ...) on its own.
+    Sent {
+        /// The connection.
+        conn: Arc<Conn>,
+        /// Packet id.
+        pid: u32,
+        /// msgpack body.
+        body: Bytes,
+        /// The complete frame as written.
+        frame: Bytes,
+    },
+    /// The handshake completed.
+    HandshakeComplete(Arc<Conn>),
+    /// A connection type whose `init` lives in Python was chosen.
+    DelegateInit {
+        /// The connection.
+        conn: Arc<Conn>,
+        /// The connection type's name.
+        conntype: String,
+    },
+    /// The connection is over; nothing more will arrive from it.
+    Closed {
+        /// The connection.
+        conn: Arc<Conn>,
+        /// Why (the peer's reason, ours, or "socketclose").
+        reason: Option<String>,
+    },
+    /// A diagnostic for the Python `logging` module.
+    Log {
+        /// The connection concerned.
+        conn: Arc<Conn>,
+        /// Severity.
+        level: LogLevel,
+        /// Text.
+        message: String,
+    },
+}
+
+impl Event {
+    /// The connection this event belongs to.
+    pub fn conn(&self) -> &Arc<Conn> {
+        match self {
+            Event::Connected(conn) | Event::HandshakeComplete(conn) => conn,
+            Event::Packet { conn, .. }
+            | Event::Sent { conn, .. }
+            | Event::DelegateInit { conn, .. }
+            | Event::Closed { conn, .. }
+            | Event::Log { conn, .. } => conn,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    /// Threads blocked in `take`; pushes only signal when someone waits.
+    waiting: usize,
+    /// Set by `interrupt`: the next (or current) `take` returns at once.
+    interrupted: bool,
+}
+
+/// The event queue of one peer (a server and all its connections, or a client).
+#[derive(Default)]
+pub struct Inbox {
+    queue: Mutex<Queue>,
+    available: Condvar,
+    /// Whether Python is between taking a batch and finishing its dispatch; while it
+    /// is, connections whose close is in that batch do not yet read as closed.
+    dispatching: AtomicBool,
+}
+
+impl Inbox {
+    /// A new, empty inbox.
+    pub fn new() -> Arc<Inbox> {
+        Arc::new(Inbox::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock cannot leave the queue inconsistent (every
+        // critical section is a single push or drain), so poisoning is ignored.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends an event.
+    pub fn push(&self, event: Event) {
+        event.conn().note_event_queued(&event);
+        let mut queue = self.lock();
+        queue.events.push_back(event);
+        if queue.waiting > 0 {
+            drop(queue);
+            self.available.notify_one();
+        }
+    }
+
+    /// Wakes every thread blocked in [`Inbox::take`]; the next `take` returns at once
+    /// even if nothing is queued.
+    pub fn interrupt(&self) {
+        let mut queue = self.lock();
+        queue.interrupted = true;
+        drop(queue);
+        self.available.notify_all();
+    }
+
+    /// Takes up to `max` events. With `wait`, blocks while the queue is empty, for at
+    /// most `timeout` (forever if `None`) or until [`Inbox::interrupt`]. Must be called
+    /// without holding the GIL.
+    pub fn take(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<Event> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut queue = self.lock();
+        if wait {
+            queue.waiting += 1;
+            while queue.events.is_empty() && !queue.interrupted {
+                queue = match deadline {
+                    None => self
+                        .available
+                        .wait(queue)
+                        .unwrap_or_else(|p| p.into_inner()),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        self.available
+                            .wait_timeout(queue, deadline - now)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                };
+            }
+            queue.waiting -= 1;
+        }
+        queue.interrupted = false;
+        let n = queue.events.len().min(max);
+        let batch: Vec<Event> = queue.events.drain(..n).collect();
+        drop(queue);
+        if !batch.is_empty() {
+            self.dispatching.store(true, Ordering::SeqCst);
+        }
+        for event in &batch {
+            event.conn().note_event_taken(event);
+        }
+        batch
+    }
+
+    /// Python finished dispatching the batches it took.
+    pub fn dispatch_done(&self) {
+        self.dispatching.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a taken batch is still being dispatched.
+    pub fn is_dispatching(&self) -> bool {
+        self.dispatching.load(Ordering::SeqCst)
+    }
+
+    /// Number of queued events.
+    pub fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,31 @@
+//! Tokio: sockets and tasks. Moves frames between sockets and the [`inbox::Inbox`];
+//! never touches Python.
+//!
+//! ```text
+//!                     +--------------------------- one per connection ----------------+
+//!  socket --read-->   | reader task: FrameDecoder -> open_body -> internal? --yes--+  |
+//!                     |                                         |     handshake rules |
+//!                     |                                         no    (peer::)  Actions|
+//!                     |                                         v          v          |
+//!                     |                                   Inbox <----- events          |
+//!                     |                                                  | Send        |
+//!  socket <--write--  | writer task <--- outbox (mpsc, unbounded) <------+ <-- Python   |
+//!                     +---------------------------------------------------------------+
+//!  Inbox ---> take() on the Python thread that calls process() (see bindings::peer)
+//! ```
+//!
+//! * [`runtime`]: the process-wide Tokio runtime, built on first use.
+//! * [`inbox`]: the ordered queue of events for one peer's Python side.
+//! * [`connection`]: one connection's shared state and its reader and writer tasks.
+//! * [`server`]: the listener, its accept loop and the table of connections.
+//! * [`client`]: connecting, and the client's wait conditions.
+//!
+//! Channel ends: each connection's outbox sender is held by its [`connection::Conn`]
+//! (Python and the reader task send through it), the receiver by its writer task. The
+//! inbox is shared by all of a peer's connections and drained by Python.
+
+pub mod client;
+pub mod connection;
+pub mod inbox;
+pub mod runtime;
+pub mod server;

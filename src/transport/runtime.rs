@@ -1,0 +1,32 @@
+//! The one Tokio runtime of the process.
+//!
+//! Built lazily by the first server bind or client connect, never at import time, so
+//! that importing the package does not start threads (which would break `fork`).
+//! Python threads hand work to it and wait on plain condition variables with the GIL
+//! released; its worker threads never touch Python.
+
+use std::sync::OnceLock;
+
+use tokio::runtime::{Builder, Runtime};
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Environment variable that sets the number of I/O worker threads (default: 2).
+pub const WORKER_THREADS_ENV: &str = "PENG3DNET_IO_THREADS";
+
+/// The shared runtime, built on first use.
+pub fn runtime() -> &'static Runtime {
+    RUNTIME.get_or_init(|| {
+        let workers = std::env::var(WORKER_THREADS_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(2);
+        Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("peng3dnet-io")
+            .enable_all()
+            .build()
+            .expect("the Tokio runtime could not start (out of threads or file descriptors?)")
+    })
+}

@@ -1,0 +1,261 @@
+//! The server side: a listening socket, its accept loop, and the table of live
+//! connections, which all share one inbox.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{socket_handle as raw_fd, Conn, Role, Settings, SocketInfo};
+use super::inbox::Inbox;
+use super::runtime::runtime;
+use crate::peer::handshake::{self, Action, Conntypes};
+use crate::peer::table::PacketTable;
+use crate::protocol::msgpack::Value;
+
+/// Connections that may wait in the kernel's accept queue. The original used 100,
+/// which drops connection attempts under a burst; the kernel caps this at somaxconn.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Everything a server shares between Python and its tasks.
+pub struct ServerShared {
+    /// Events for Python.
+    pub inbox: Arc<Inbox>,
+    settings: RwLock<Arc<Settings>>,
+    conntypes: RwLock<Conntypes>,
+    table: RwLock<PacketTable>,
+    /// Live connections by cid; a connection removes itself when its tasks end.
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Signalled whenever a connection leaves `conns`.
+    conns_changed: Condvar,
+    next_cid: AtomicU64,
+    /// Stops the accept loop.
+    accept_cancel: CancellationToken,
+    /// The bound listener, until the accept loop takes it.
+    listener: Mutex<Option<TcpListener>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ServerShared {
+    /// A server with an empty packet table and no connection types yet (the Python
+    /// side registers the internal packets and the classic type on `initialize()`).
+    pub fn new() -> Arc<ServerShared> {
+        Arc::new(ServerShared {
+            inbox: Inbox::new(),
+            settings: RwLock::new(Arc::new(Settings::default())),
+            conntypes: RwLock::new(Conntypes::new()),
+            table: RwLock::new(PacketTable::new()),
+            conns: Mutex::new(HashMap::new()),
+            conns_changed: Condvar::new(),
+            next_cid: AtomicU64::new(1),
+            accept_cancel: CancellationToken::new(),
+            listener: Mutex::new(None),
+        })
+    }
+
+    /// Replaces the settings used by connections accepted from now on.
+    pub fn configure(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+    }
+
+    /// The packet table, for changes from Python's registry.
+    pub fn table(&self) -> &RwLock<PacketTable> {
+        &self.table
+    }
+
+    /// The connection types, for changes from Python.
+    pub fn conntypes(&self) -> &RwLock<Conntypes> {
+        &self.conntypes
+    }
+
+    /// A new unique client id.
+    pub fn gen_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Binds and listens on the first of `addrs` that works; returns the bound address.
+    pub fn bind(&self, addrs: &[SocketAddr]) -> io::Result<SocketAddr> {
+        let _runtime = runtime().enter();
+        let mut last_error = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind to");
+        for addr in addrs {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            };
+            let attempt = socket.and_then(|socket| {
+                // Lets a restarted server bind while old connections sit in TIME_WAIT.
+                socket.set_reuseaddr(true)?;
+                socket.bind(*addr)?;
+                socket.listen(LISTEN_BACKLOG)
+            });
+            match attempt {
+                Ok(listener) => {
+                    let local = listener.local_addr()?;
+                    *lock(&self.listener) = Some(listener);
+                    return Ok(local);
+                }
+                Err(err) => last_error = err,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The OS handle of the bound listener, or -1.
+    pub fn listener_fd(&self) -> i64 {
+        lock(&self.listener).as_ref().map_or(-1, raw_fd)
+    }
+
+    /// Starts accepting connections on the bound listener.
+    pub fn start(self: &Arc<Self>) -> io::Result<()> {
+        let listener = lock(&self.listener).take().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotConnected, "the server is not bound")
+        })?;
+        let server = self.clone();
+        runtime().spawn(async move { server.accept_loop(listener).await });
+        Ok(())
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                () = self.accept_cancel.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.adopt(stream, peer),
+                // Out of file descriptors or a similar transient failure: back off
+                // instead of spinning; established connections carry on.
+                Err(_) => {
+                    tokio::select! {
+                        () = self.accept_cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn adopt(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let info = SocketInfo {
+            peer_addr: peer,
+            local_addr: local,
+            fd: raw_fd(&stream),
+        };
+        let (reader, writer) = stream.into_split();
+        let settings = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let cid = self.gen_cid();
+        // Hold the table lock across spawn so that the connection is in the table
+        // before any of its events can be taken by Python.
+        let mut conns = lock(&self.conns);
+        let conn = Conn::spawn(
+            cid,
+            info,
+            reader,
+            writer,
+            settings,
+            self.inbox.clone(),
+            self.clone(),
+        );
+        conns.insert(cid, conn);
+    }
+
+    /// The live connection with this cid.
+    pub fn conn(&self, cid: u64) -> Option<Arc<Conn>> {
+        lock(&self.conns).get(&cid).cloned()
+    }
+
+    /// Number of live connections.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
+    /// Closes every connection gracefully with `reason`.
+    pub fn close_all(&self, reason: Option<String>) {
+        let conns: Vec<Arc<Conn>> = lock(&self.conns).values().cloned().collect();
+        for conn in conns {
+            conn.close(reason.clone());
+        }
+    }
+
+    /// Waits until every connection is gone (closed and its tasks ended: after a
+    /// graceful close, once the peer hung up or the linger time passed), or until
+    /// `timeout` passes; returns whether that happened. Call without the GIL.
+    pub fn wait_all_gone(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut conns = lock(&self.conns);
+        loop {
+            if conns.is_empty() {
+                return true;
+            }
+            let wait = match deadline {
+                None => Duration::from_millis(100),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    (deadline - now).min(Duration::from_millis(100))
+                }
+            };
+            conns = self
+                .conns_changed
+                .wait_timeout(conns, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops accepting and ends every connection at once, reporting `reason`, except
+    /// connections already closing gracefully: they finish their close.
+    pub fn stop(&self, reason: Option<String>) {
+        self.accept_cancel.cancel();
+        let conns: Vec<Arc<Conn>> = lock(&self.conns).values().cloned().collect();
+        for conn in conns.iter().filter(|conn| !conn.is_closing()) {
+            conn.abort(reason.clone());
+        }
+        lock(&self.listener).take();
+        self.inbox.interrupt();
+    }
+
+    /// Runs the classic connection type's server-side `init` for `conn` (when a Python
+    /// subclass of the classic type calls its base implementation).
+    pub fn classic_init(&self, conn: &Arc<Conn>) {
+        let actions =
+            handshake::server_classic_init(&self.table.read().unwrap_or_else(|p| p.into_inner()));
+        conn.apply(actions);
+    }
+}
+
+impl Role for ServerShared {
+    fn start(&self, _conn: &Arc<Conn>) -> Vec<Action> {
+        handshake::server_accept()
+    }
+
+    fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action> {
+        let conntypes = self.conntypes.read().unwrap_or_else(|p| p.into_inner());
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        handshake::server_packet(conn.state(), packet_id, msg, &conntypes, &table)
+    }
+
+    fn gone(&self, conn: &Arc<Conn>) {
+        lock(&self.conns).remove(&conn.cid);
+        self.conns_changed.notify_all();
+    }
+}

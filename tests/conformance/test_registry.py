@@ -1,0 +1,84 @@
+"""BaseRegistry and PacketRegistry: conversions between ids, names and objects."""
+
+import pytest
+
+from peng3dnet.packet import Packet
+from peng3dnet.registry import BaseRegistry, PacketRegistry
+
+
+@pytest.fixture
+def reg():
+    return PacketRegistry()
+
+
+def packet(reg):
+    return Packet(reg, None)
+
+
+def test_ids_count_up_from_64(reg):
+    a, b = packet(reg), packet(reg)
+    reg.register(a, "t:a")
+    reg.register(b, "t:b")
+    assert reg.getID("t:a") == 64
+    assert reg.getID("t:b") == 65
+    assert reg.getNewID() == 66
+
+
+def test_conversions(reg):
+    a = packet(reg)
+    reg.register(a, "t:a", 70)
+    assert reg.getID(a) == reg.getInt(a) == reg.getID("t:a") == reg.getID(70) == 70
+    assert reg.getName(a) == reg.getStr(70) == reg.getName("t:a") == "t:a"
+    assert reg.getObj(70) is reg.getObj("t:a") is reg.getObj(a) is a
+    assert reg[70] is reg["t:a"] is a
+    assert reg.getAll("t:a") == (a, 70, "t:a")
+
+
+def test_two_way_maps(reg):
+    a = packet(reg)
+    reg.register(a, "t:a", 80)
+    assert reg.reg_int_str[80] == "t:a"
+    assert reg.reg_int_str.inv["t:a"] == 80
+    assert reg.reg_int_obj[80] is a
+    assert reg.reg_int_obj.inv[a] == 80
+
+
+def test_register_object_uses_name_attribute(reg):
+    a = packet(reg)
+    a.name = "t:named"
+    reg.registerObject(a)
+    assert reg.getID("t:named") == 64
+
+
+def test_delete(reg):
+    a = packet(reg)
+    reg.register(a, "t:a")
+    reg.deleteObj("t:a")
+    with pytest.raises(KeyError):
+        reg.getID("t:a")
+    assert 64 not in reg.reg_int_obj
+
+
+def test_wrong_types(reg):
+    with pytest.raises(TypeError):
+        reg.register(object(), "t:x")
+    for method in (reg.getID, reg.getName, reg.getObj):
+        with pytest.raises(TypeError):
+            method(1.5)
+
+
+def test_unknown_lookups_raise_keyerror(reg):
+    with pytest.raises(KeyError):
+        reg.getID("t:missing")
+    with pytest.raises(KeyError):
+        reg.getObj(999)
+
+
+def test_base_registry_objtype():
+    reg = BaseRegistry()
+    reg.register("anything", "t:any")
+    assert reg.getID("t:any") == 64
+    typed = BaseRegistry(objtype=int)
+    with pytest.raises(TypeError):
+        typed.register("not an int", "t:x")
+    assert PacketRegistry.objtype is Packet
