@@ -1,68 +1,221 @@
-"""peng3dnet-rs demo: the native codec at work.
+"""peng3dnet-rs demo: a server and clients talking on loopback.
 
-Encodes a few packets the way peng3dnet puts them on the wire, cuts the byte stream into
-awkward pieces (one byte at a time, through the middle of length prefixes and headers),
-decodes it again, and shows what the decoder does with hostile input.
+Starts a server on 127.0.0.1 (a free port) and three clients, then shows, in order:
+chat lines relayed to everyone, request/response latency, a stream of small packets,
+a large compressed packet, a hostile peer being cut off while the others carry on,
+and a shutdown whose reason reaches every client. Ends with a summary.
+
+    ./run demo          (or: .venv/bin/python examples/demo.py)
 """
 
+import os
+import socket
 import struct
+import threading
 import time
-import zlib
 
-import msgpack
+import peng3dnet
+from peng3dnet.packet import Packet
 
-from peng3dnet import _core
-from peng3dnet.errors import ProtocolError
+
+class Chat(Packet):
+    """Client -> server: a line; server -> every client: the line with its sender."""
+
+    def receive(self, msg, cid=None):
+        if cid is not None:
+            sender = self.peer.clients[cid].nick
+            for other in list(self.peer.clients):
+                self.peer.send_message("demo:chat", {"from": sender, "text": msg["text"]}, other)
+        else:
+            self.peer.heard.append(f"<{msg['from']}> {msg['text']}")
+            self.peer.changed()
+
+
+class Echo(Packet):
+    """Sent back unchanged by the server."""
+
+    def receive(self, msg, cid=None):
+        if cid is not None:
+            self.peer.send_message("demo:echo", msg, cid)
+        else:
+            self.peer.echoes += 1
+            self.peer.changed()
+
+
+class Sink(Packet):
+    """Counted by the server, never answered."""
+
+    def receive(self, msg, cid=None):
+        self.peer.sunk += 1
+        self.peer.sunk_bytes += len(msg) if isinstance(msg, (bytes, str)) else 0
+
+
+def register(peer):
+    peer.register_packet("demo:chat", Chat(peer.registry, peer))
+    peer.register_packet("demo:echo", Echo(peer.registry, peer))
+    peer.register_packet("demo:sink", Sink(peer.registry, peer))
+
+
+class Player(peng3dnet.ClientOnServer):
+    def __init__(self, server, conn, addr, cid):
+        super().__init__(server, conn, addr, cid)
+        self.nick = f"client{cid}"
+
+    def on_close(self, reason=None):
+        self.server.closed.append((self.cid, reason))
+
+
+class DemoServer(peng3dnet.Server):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sunk = 0
+        self.sunk_bytes = 0
+        self.closed = []
+
+    _reg_packets_demo = register
+
+
+class DemoClient(peng3dnet.Client):
+    def __init__(self, nick, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nick = nick
+        self.heard = []
+        self.echoes = 0
+        self.close_reasons = []
+        self._cond = threading.Condition()
+
+    _reg_packets_demo = register
+
+    def changed(self):
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, predicate, timeout=10):
+        with self._cond:
+            if not self._cond.wait_for(predicate, timeout):
+                raise peng3dnet.errors.TimedOutError("the demo server did not answer in time")
+
+    def on_close(self, reason=None):
+        self.close_reasons.append(reason)
+        self.changed()
+
+
+def section(title):
+    print(f"\n== {title}")
 
 
 def main():
-    codec = _core.FrameCodec()
-    packets = [
-        (64, {"type": "chat", "nick": "alice", "text": "hello, world"}),
-        (65, {"type": "state", "players": [{"id": i, "pos": [i * 1.5, 2.0 * i]} for i in range(400)]}),
-        (66, ["a list", 1, 2.5, None, True, b"\x00\x01"]),
-    ]
-    stream = b"".join(codec.encode(pid, msg) for pid, msg in packets)
-    print(f"encoded {len(packets)} packets into {len(stream)} bytes")
-    for pid, msg in packets:
-        encoded = codec.encode(pid, msg)
-        (length,) = struct.unpack_from("!I", encoded)
-        _, flags = struct.unpack_from("!IH", encoded, 4)
-        plain = len(msgpack.packb(msg))
-        note = f"zlib {plain} -> {length - 6} bytes" if flags & 1 else f"{plain} bytes, uncompressed"
-        print(f"  packet {pid}: frame of {4 + length} bytes ({note})")
-
-    receiver = _core.FrameCodec()
     started = time.perf_counter()
-    decoded = []
-    for i in range(len(stream)):
-        decoded += receiver.feed(stream[i : i + 1])
-    elapsed = time.perf_counter() - started
-    assert [(pid, msg) for pid, _, msg in decoded] == [
-        (pid, msgpack.unpackb(msgpack.packb(m))) for pid, m in packets
-    ]
-    print(f"decoded all {len(decoded)} packets back, fed one byte at a time ({elapsed * 1000:.1f} ms)")
+    server = DemoServer(addr=("127.0.0.1", 0), clientcls=Player)
+    server.runAsync()
+    server.process_async()
+    port = server.sock.getsockname()[1]
+    print(
+        f"peng3dnet-rs {peng3dnet.version.VERSION} (protocol {peng3dnet.PROTOVERSION}): "
+        f"server listening on 127.0.0.1:{port}"
+    )
 
-    hostile = {
-        "4 GiB length prefix": b"\xff\xff\xff\xff",
-        "zlib bomb (64 MiB of zeros)": frame(64, zlib.compress(b"\0" * (64 << 20), 9), 1),
-        "AES flag": frame(64, b"\xc0", 2),
-        "nested 100000 deep": frame(64, b"\x91" * 100_000 + b"\xc0"),
-        "invalid msgpack": frame(64, b"\xc1"),
-    }
-    print("hostile input is refused with a reason:")
-    for name, data in hostile.items():
+    clients = []
+    for nick in ("alice", "bob", "carol"):
+        client = DemoClient(nick, addr=("127.0.0.1", port))
+        client.runAsync()
+        client.process_async()
+        client.wait_for_connection(5)
+        clients.append(client)
+    for client, (_, player) in zip(clients, sorted(server.clients.items())):
+        player.nick = client.nick
+    alice, bob, carol = clients
+    print(f"{len(clients)} clients connected and handshaken: {', '.join(c.nick for c in clients)}")
+
+    section("chat: each line goes through the server to everyone")
+    lines = [(alice, "hi all"), (bob, "hello alice"), (carol, "ready when you are")]
+    for client, text in lines:
+        client.send_message("demo:chat", {"text": text})
+        for listener in clients:
+            listener.wait_for(lambda listener=listener, text=text: any(text in h for h in listener.heard))
+    for line in carol.heard:
+        print(f"  carol sees {line}")
+
+    section("latency: 2000 request/response round trips, one at a time")
+    samples = []
+    for _ in range(2000):
+        before = bob.echoes
+        t0 = time.perf_counter()
+        bob.send_message("demo:echo", {"seq": before})
+        bob.wait_for(lambda before=before: bob.echoes > before)
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    p50, p99 = samples[len(samples) // 2] * 1e6, samples[int(len(samples) * 0.99)] * 1e6
+    print(f"  p50 {p50:.0f} us, p99 {p99:.0f} us, {len(samples) / sum(samples):,.0f} round trips/s")
+
+    section("stream: 50000 small packets back to back")
+    t0 = time.perf_counter()
+    for _ in range(50_000):
+        alice.send_message("demo:sink", "x")
+    deadline = time.monotonic() + 20
+    while server.sunk < 50_000 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    stream_rate = 50_000 / (time.perf_counter() - t0)
+    print(
+        f"  all {server.sunk:,} packets handled by the server's Python handler: {stream_rate:,.0f} packets/s"
+    )
+
+    section("a large packet: 8 MB, compressed on the wire")
+    big = "peng3dnet " * 800_000
+    before = server.sunk
+    t0 = time.perf_counter()
+    carol.send_message("demo:sink", big)
+    while server.sunk == before and time.monotonic() < deadline + 10:
+        time.sleep(0.001)
+    print(f"  {len(big) / 1e6:.0f} MB delivered in {(time.perf_counter() - t0) * 1000:.0f} ms")
+
+    section("a hostile peer announces a 4 GiB packet")
+    with socket.create_connection(("127.0.0.1", port)) as hostile:
+        hostile.settimeout(5)
+        hostile.sendall(struct.pack("!I", 2**32 - 1))
+        data = b""
         try:
-            _core.FrameCodec(max_inflated_len=16 << 20).feed(data)
-        except ProtocolError as exc:
-            print(f"  {name}: {exc}")
-    print("summary: codec OK")
+            while chunk := hostile.recv(65536):
+                data += chunk
+        except OSError:
+            pass
+    frames = _frames(data)
+    reason = next((msg for pid, msg in frames if pid == 16), None)
+    print(f"  the server closed it with: {reason}")
+    alice.send_message("demo:chat", {"text": "still here?"})
+    bob.wait_for(lambda: any("still here?" in h for h in bob.heard))
+    print("  the honest clients did not notice: bob still hears alice")
+
+    section("shutdown: the reason reaches every client")
+    server.shutdown(join=True, timeout=5, reason="demo over")
+    for client in clients:
+        client.wait_for(lambda client=client: client.close_reasons)
+        print(f"  {client.nick} was told: {client.close_reasons[0]}")
+        client.stop()
+
+    section("summary")
+    print(f"  chat lines relayed:    {len(lines) + 1} x {len(clients)} clients")
+    print(f"  round trips:           {len(samples):,} (p50 {p50:.0f} us, p99 {p99:.0f} us)")
+    print(f"  streamed packets:      {server.sunk - 1:,} ({stream_rate:,.0f}/s)")
+    print(f"  hostile peers cut off: 1 (reason sent: {reason})")
+    told = sum(1 for c in clients if c.close_reasons == ["demo over"])
+    print(f"  clean shutdown:        {told}/{len(clients)} clients got the reason")
+    print(f"  total time:            {time.perf_counter() - started:.2f} s")
 
 
-def frame(pid, body, flags=0):
-    rest = struct.pack("!IH", pid, flags) + body
-    return struct.pack("!I", len(rest)) + rest
+def _frames(data):
+    """(pid, msg) of each complete frame in ``data`` (for looking at raw bytes)."""
+    from peng3dnet import _core
+
+    codec = _core.FrameCodec()
+    try:
+        return [
+            (pid, msg.get("reason") if isinstance(msg, dict) else msg) for pid, _, msg in codec.feed(data)
+        ]
+    except peng3dnet.errors.ProtocolError:
+        return []
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
     main()

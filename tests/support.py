@@ -222,3 +222,86 @@ def packets_mixin(*names, cls=EchoPacket):
             self.test_packets[name] = obj
 
     return _reg_packets_test
+
+
+# --- peers in another interpreter (cross-implementation tests) -------------------------
+
+import base64  # noqa: E402
+
+
+class RemoteServer:
+    """``peers/serve.py`` running under another interpreter; see its docstring."""
+
+    def __init__(self, python, tmp_path, packets, cfg=None):
+        spec = tmp_path / "serve-spec.pickle"
+        spec.write_bytes(pickle.dumps({"packets": list(packets), "cfg": dict(cfg or {})}))
+        self.proc = subprocess.Popen(
+            [python, str(PEERS / "serve.py"), str(spec)],
+            env=subprocess_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("PORT "):
+            self.proc.kill()
+            raise AssertionError(f"server peer did not start: {line!r} {self.proc.stderr.read()[-3000:]!r}")
+        self.port = int(line.split()[1])
+
+    def command(self, *command):
+        self.proc.stdin.write(base64.b64encode(pickle.dumps(command)) + b"\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"server peer died: {self.proc.stderr.read()[-3000:]!r}")
+        return pickle.loads(base64.b64decode(line))
+
+    def report(self):
+        return self.command("report")
+
+    def wait_report(self, predicate, timeout=10.0):
+        """Poll the report until ``predicate(report)`` holds; returns the last report."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = self.report()
+            if predicate(report) or time.monotonic() > deadline:
+                return report
+            time.sleep(0.02)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(base64.b64encode(pickle.dumps(("quit",))) + b"\n")
+                self.proc.stdin.flush()
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            pipe.close()
+
+
+def run_remote_clients(python, tmp_path, port, packets, actions, clients=1, cfg=None, timeout=60):
+    """Run ``peers/connect.py`` under ``python``; returns its list of reports."""
+    spec = tmp_path / "connect-spec.pickle"
+    spec.write_bytes(
+        pickle.dumps(
+            {
+                "port": port,
+                "packets": list(packets),
+                "actions": list(actions),
+                "clients": clients,
+                "cfg": cfg or {},
+            }
+        )
+    )
+    result = subprocess.run(
+        [python, str(PEERS / "connect.py"), str(spec)],
+        env=subprocess_env(),
+        capture_output=True,
+        timeout=timeout,
+    )
+    lines = result.stdout.decode().strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise AssertionError(f"client peer failed ({result.returncode}): {result.stderr.decode()[-3000:]}")
+    return pickle.loads(base64.b64decode(lines[-1]))

@@ -6,10 +6,10 @@
 //! other; the connection leaves its peer's table when both have ended.
 //!
 //! Closing, from our side ([`Conn::close`]): the close packet is queued behind
-//! everything already queued, flushed, the write half is shut down, and the
-//! connection is reported closed; the reader then keeps draining (and discarding)
-//! until the peer closes or `linger` passes, so that the peer reads our close packet
-//! instead of a reset. From the peer's side (close packet, EOF, reset): reported closed
+//! everything already queued and flushed, and the connection is reported closed; the
+//! socket then stays open, draining (and discarding) input, until the peer hangs up or
+//! `linger` passes, so that the peer reads our close packet before it sees the end of
+//! the stream. From the peer's side (close packet, EOF, reset): reported closed
 //! at once. [`Conn::abort`] ends everything at once without a close packet.
 
 use std::net::SocketAddr;
@@ -654,10 +654,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 packet::encode_packet(pid::CLOSE, &body, &conn.settings.compression, &mut frame);
             let sent = encoded.is_ok() && write_all(&conn, &mut writer, &frame).await;
             let _ = writer.flush().await;
-            let _ = writer.shutdown().await;
             conn.finish(reason);
             if sent {
-                // Give the peer time to read the close packet and hang up first.
+                // The receiver of a close packet hangs up; wait for that instead of
+                // closing first: a peer that sees end-of-stream before it has read our
+                // close packet (the original reads and dispatches on different threads)
+                // would report a closed socket instead of our reason.
                 tokio::select! {
                     () = tokio::time::sleep(conn.settings.linger) => {}
                     () = conn.cancel.cancelled() => {}
