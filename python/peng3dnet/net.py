@@ -355,6 +355,32 @@ class _Peer:
         self._core.interrupt()
         self.sendEvent(f"{self._event_prefix}.interrupt", {})
 
+    # --- injecting raw input (compatibility) -----------------------------------------
+    #
+    # In the original these three methods are its socket plumbing. Here the native core
+    # reads the sockets; the methods remain as a way to feed bytes to a connection by
+    # hand, as if they had arrived on it (tests, replays, custom transports).
+
+    def _inject_buffer(self, cid):
+        buffers = self.__dict__.setdefault("_injected", {})
+        return buffers.setdefault(cid, bytearray())
+
+    def _take_injected_packet(self, cid):
+        buffer = self._inject_buffer(cid)
+        if len(buffer) < 4:
+            return None
+        (length,) = STRUCT_LENGTH32.unpack_from(buffer)
+        if len(buffer) < 4 + length:
+            return None
+        packet = bytes(buffer[4 : 4 + length])
+        del buffer[: 4 + length]
+        return packet
+
+    def _receive_data(self, data, cid):
+        self._inject_buffer(cid).extend(data)
+        while (packet := self._take_injected_packet(cid)) is not None:
+            self.receive_packet(packet, cid)
+
     def _debug(self, kind, text):
         if self.cfg[f"net.debug.print.{kind}"]:
             print(text)
@@ -488,6 +514,24 @@ class Server(_Peer):
     def genCID(self):
         """A client id never used before by this server."""
         return self._core.gen_cid()
+
+    def receive_data(self, data, cid):
+        """Feed raw bytes (length-prefixed packets, possibly partial) to connection ``cid``
+        as if they had been read from its socket; complete packets go to
+        :meth:`receive_packet`."""
+        self._receive_data(data, cid)
+
+    def process_single_packet(self, client):
+        """Hand one complete packet of the bytes fed to ``client`` (a ClientOnServer) via
+        :meth:`receive_data` to :meth:`receive_packet`, if there is one."""
+        packet = self._take_injected_packet(client.cid)
+        if packet is not None:
+            self.receive_packet(packet, client.cid)
+
+    def receive_packet(self, data, cid):
+        """Queue one raw packet (header and body, no length prefix) from connection ``cid``
+        for :meth:`process`."""
+        self._connection_of(cid).inject(bytes(data))
 
     def _connection_of(self, cid):
         client = self.clients.get(cid)
@@ -683,7 +727,9 @@ class ClientOnServer:
         """Called when the handshake is complete: sends the ``handshakecomplete`` event
         and sets the state to ``STATE_ACTIVE``."""
         self.server.sendEvent("peng3dnet:server.connection.handshakecomplete", {"client": self})
-        self.state = STATE_ACTIVE
+        # The core made the connection active already; keep a state the app set since.
+        if self.state < STATE_ACTIVE:
+            self.state = STATE_ACTIVE
 
     def on_receive(self, ptype, msg):
         """Called for every packet received from this client (after its handler)."""
@@ -895,6 +941,24 @@ class Client(_Peer):
     def pump_write_buffer(self):
         """Kept for compatibility: the native core writes queued packets on its own."""
 
+    def receive_data(self, data, cid=None):
+        """Feed raw bytes (length-prefixed packets, possibly partial) to the connection as
+        if they had been read from its socket; complete packets go to
+        :meth:`receive_packet`. ``cid`` is ignored."""
+        self._receive_data(data, None)
+
+    def process_single_packet(self, client=None):
+        """Hand one complete packet of the bytes fed via :meth:`receive_data` to
+        :meth:`receive_packet`, if there is one. ``client`` is ignored."""
+        packet = self._take_injected_packet(None)
+        if packet is not None:
+            self.receive_packet(packet)
+
+    def receive_packet(self, data, cid=None):
+        """Queue one raw packet (header and body, no length prefix) for :meth:`process`.
+        ``cid`` is ignored."""
+        self._connection_of().inject(bytes(data))
+
     def close_connection(self, cid=None, reason=None):
         """Close the connection: packets already queued are sent first, then the reason,
         which the server receives. ``cid`` is ignored."""
@@ -992,7 +1056,9 @@ class Client(_Peer):
         """Called when the handshake is complete: sends the ``handshakecomplete`` event
         and sets the state to ``STATE_ACTIVE``."""
         self.sendEvent("peng3dnet:client.handshakecomplete", {})
-        self.remote_state = STATE_ACTIVE
+        # The core made the connection active already; keep a state the app set since.
+        if self.remote_state < STATE_ACTIVE:
+            self.remote_state = STATE_ACTIVE
 
     def on_receive(self, ptype, msg):
         """Called for every packet received (after its handler)."""

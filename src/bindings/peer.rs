@@ -381,6 +381,13 @@ impl Connection {
         self.conn.abort(reason);
     }
 
+    /// Queues a raw packet (header and body) as if it had arrived on this connection.
+    fn inject(&self, py: Python<'_>, raw: &[u8]) -> PyResult<()> {
+        self.conn
+            .inject(raw)
+            .map_err(|err| super::errors::protocol_error(py, &err))
+    }
+
     /// Python finished a connection type's `init`.
     fn init_done(&self) {
         self.conn.init_done();

@@ -28,7 +28,9 @@ use crate::peer::handshake::Action;
 use crate::peer::table::PacketTable;
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet::{self, Compression};
-use crate::protocol::{Frame, FrameDecoder, Limits, ProtocolError, INTERNAL_ID_LIMIT};
+use crate::protocol::{
+    Frame, FrameDecoder, FrameError, Header, Limits, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT,
+};
 
 /// Frames smaller than this are copied into one buffer and written together.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -512,6 +514,32 @@ impl Conn {
             body,
         });
         self.apply(actions);
+        Ok(())
+    }
+
+    /// Queues a packet for Python as if it had arrived on this connection (for the
+    /// `receive_packet` compatibility methods). `raw` is a header and body, without the
+    /// length prefix; internal packets are not run through the handshake rules.
+    pub fn inject(self: &Arc<Self>, raw: &[u8]) -> Result<(), ProtocolError> {
+        if raw.len() < HEADER_LEN {
+            return Err(FrameError::TooShort {
+                len: raw.len() as u32,
+            }
+            .into());
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header.copy_from_slice(&raw[..HEADER_LEN]);
+        let frame = Frame {
+            header: Header::decode(&header),
+            body: Bytes::copy_from_slice(&raw[HEADER_LEN..]),
+        };
+        let body = packet::open_body(&frame, &self.settings.limits)?;
+        self.inbox.push(Event::Packet {
+            conn: self.clone(),
+            pid: frame.header.pid,
+            flags: frame.header.flags.bits(),
+            body,
+        });
         Ok(())
     }
 

@@ -29,3 +29,6 @@ pub mod connection;
 pub mod inbox;
 pub mod runtime;
 pub mod server;
+
+#[cfg(test)]
+mod tests;
