@@ -79,6 +79,10 @@ class Connection:
         self, pid: int, msg: Any, want_frame: bool = False
     ) -> Union[Literal[False], Literal[True], bytes]:
         """Queue a packet: ``False`` if the connection is closing, else the frame or ``True``."""
+    def encode(self, pid: int, msg: Any) -> bytes:
+        """The frame ``send`` would queue, without queueing it."""
+    def queue(self, frame: bytes) -> bool:
+        """Queue a frame made by ``encode``; ``False`` if the connection is closing."""
     def close(self, reason: Optional[str] = None) -> None:
         """Close gracefully: queued packets, then a close packet with ``reason``."""
     def abort(self, reason: Optional[str] = None) -> None:

@@ -259,16 +259,33 @@ class _Peer:
         internal = pid < 64 or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
         return pid, pkt, internal
 
-    def _conntype_send(self, conntype_name, frame, ptype, cid):
-        """Runs the connection type's ``send`` hook; True means "skip the other hooks"."""
-        ct = self.conntypes.get(conntype_name)
-        if ct is None or not _overrides(ct, "send", ConnectionType):
-            return False
-        return ct.send(frame, ptype, cid)
+    def _send_on(self, conn, pid, ptype, data, cid, check, conntype_name=None):
+        """Encode and queue a packet; returns its frame (or True when the frame was not
+        needed), or None if it was not sent or the other send hooks must be skipped.
 
-    def _wants_frame(self, conntype_name):
-        ct = self.conntypes.get(conntype_name)
-        return self._events_on() or (ct is not None and _overrides(ct, "send", ConnectionType))
+        A connection type that overrides ``send`` sees the frame before anything else
+        and may claim the packet (return True): then it is sent without consulting the
+        registry's packet object, as in the original (the ping type's raw ids rely on
+        this). Otherwise a SmartPacket's conditions are checked (``check``) before the
+        packet is queued.
+        """
+        ct = self.conntypes.get(conn.conntype if conntype_name is None else conntype_name)
+        if ct is not None and not _is_internal_id(pid) and _overrides(ct, "send", ConnectionType):
+            frame = conn.encode(pid, data)
+            claimed = ct.send(frame, ptype, cid)
+            if not claimed and check and not self.registry.reg_int_obj[pid]._may_send(cid):
+                return None
+            if not conn.queue(frame):
+                _log.debug("packet %s on a closing connection dropped", ptype)
+                return None
+            return None if claimed else frame
+        if check and not self.registry.reg_int_obj[pid]._may_send(cid):
+            return None
+        frame = conn.send(pid, data, self._events_on())
+        if frame is False:
+            _log.debug("packet %s on a closing connection dropped", ptype)
+            return None
+        return frame
 
     # --- processing ----------------------------------------------------------------
 
@@ -385,6 +402,11 @@ class _Peer:
         if self.cfg[f"net.debug.print.{kind}"]:
             print(text)
         _log.debug(text)
+
+
+def _is_internal_id(pid):
+    """Whether ``pid`` is an internal packet id (below 64)."""
+    return pid < 64
 
 
 def _describe(event):
@@ -548,22 +570,18 @@ class Server(_Peer):
         pid, pkt, internal = self._packet_id(ptype)
         client = self.clients.get(cid)
         conn = client.conn if client is not None else self._connection_of(cid)
-        if not internal and client is not None and isinstance(pkt, SmartPacket) and not pkt._may_send(cid):
+        check = not internal and client is not None and isinstance(pkt, SmartPacket)
+        frame = self._send_on(conn, pid, ptype, data, cid, check)
+        if frame is None:
             return
-        conntype = conn.conntype
-        frame = conn.send(pid, data, self._wants_frame(conntype))
-        if frame is False:
-            _log.debug("packet %s to closing connection %s dropped", ptype, cid)
-            return
-        if internal or not self._conntype_send(conntype, frame, ptype, cid):
-            if client is not None:
-                client.on_send(ptype, data)
-            if self._events_on():
-                self.sendEvent(
-                    "peng3dnet:server.connection.send", {"client": client, "pid": ptype, "data": frame}
-                )
-            if pkt is not None:
-                pkt._send(data, cid)
+        if client is not None:
+            client.on_send(ptype, data)
+        if self._events_on():
+            self.sendEvent(
+                "peng3dnet:server.connection.send", {"client": client, "pid": ptype, "data": frame}
+            )
+        if pkt is not None:
+            pkt._send(data, cid)
 
     def close_connection(self, cid, reason=None):
         """Close the connection to client ``cid``: packets already queued are sent first,
@@ -925,18 +943,14 @@ class Client(_Peer):
         self._sync_registry()
         pid, pkt, internal = self._packet_id(ptype)
         conn = self._connection_of()
-        if not internal and isinstance(pkt, SmartPacket) and not pkt._may_send(None):
+        check = not internal and isinstance(pkt, SmartPacket)
+        if self._send_on(conn, pid, ptype, data, None, check, self.target_conntype) is None:
             return
-        frame = conn.send(pid, data, self._wants_frame(self.target_conntype))
-        if frame is False:
-            _log.debug("packet %s on a closing connection dropped", ptype)
-            return
-        if internal or not self._conntype_send(self.target_conntype, frame, ptype, None):
-            self.on_send(ptype, data)
-            if self._events_on():
-                self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
-            if pkt is not None:
-                pkt._send(data, None)
+        self.on_send(ptype, data)
+        if self._events_on():
+            self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
+        if pkt is not None:
+            pkt._send(data, None)
 
     def pump_write_buffer(self):
         """Kept for compatibility: the native core writes queued packets on its own."""

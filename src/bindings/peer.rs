@@ -120,19 +120,14 @@ fn settings(
     })
 }
 
-/// Encodes `msg` as packet `pid` and queues it on `conn`. Returns `False` if the
-/// connection is closing (nothing was sent), else the frame if `want_frame`, else
-/// `True`. Large bodies are compressed with the GIL released.
-fn send_on<'py>(
-    py: Python<'py>,
+/// Encodes `msg` as the complete frame of packet `pid`, with the connection's
+/// compression settings; large bodies are compressed with the GIL released.
+fn encode_on(
+    py: Python<'_>,
     conn: &Arc<Conn>,
     pid: u32,
-    msg: &Bound<'py, PyAny>,
-    want_frame: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    if conn.is_closing() {
-        return Ok(false.into_pyobject(py)?.to_owned().into_any());
-    }
+    msg: &Bound<'_, PyAny>,
+) -> PyResult<bytes::Bytes> {
     let mut out = Vec::with_capacity(64);
     let start = packet::begin_frame(&mut out);
     convert::pack(msg, &mut out)?;
@@ -149,7 +144,23 @@ fn send_on<'py>(
     };
     let (out, result) = finished;
     result.map_err(|err| PyValueError::new_err(format!("cannot send packet {pid}: {err}")))?;
-    let frame = bytes::Bytes::from(out);
+    Ok(bytes::Bytes::from(out))
+}
+
+/// Encodes `msg` as packet `pid` and queues it on `conn`. Returns `False` if the
+/// connection is closing (nothing was sent), else the frame if `want_frame`, else
+/// `True`.
+fn send_on<'py>(
+    py: Python<'py>,
+    conn: &Arc<Conn>,
+    pid: u32,
+    msg: &Bound<'py, PyAny>,
+    want_frame: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if conn.is_closing() {
+        return Ok(false.into_pyobject(py)?.to_owned().into_any());
+    }
+    let frame = encode_on(py, conn, pid, msg)?;
     let copy = want_frame.then(|| PyBytes::new(py, &frame));
     if !conn.queue_frame(frame) {
         return Ok(false.into_pyobject(py)?.to_owned().into_any());
@@ -367,6 +378,22 @@ impl Connection {
         want_frame: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         send_on(py, &self.conn, pid, msg, want_frame)
+    }
+
+    /// The complete frame `send` would queue for `msg`, without queueing it.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        pid: u32,
+        msg: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let frame = encode_on(py, &self.conn, pid, msg)?;
+        Ok(PyBytes::new(py, &frame))
+    }
+
+    /// Queues a frame made by `encode`. Returns false if the connection is closing.
+    fn queue(&self, frame: &[u8]) -> bool {
+        self.conn.queue_frame(bytes::Bytes::copy_from_slice(frame))
     }
 
     /// Closes gracefully: queued packets, then a close packet with `reason`.

@@ -1,1 +1,227 @@
-"""The ping extension (being rebuilt; see the issue tracker)."""
+"""Ping: ask a server for a little information without a full handshake.
+
+A ping client connects with the ``ping`` connection type, which skips the registry
+synchronisation, sends one ping packet (raw id 64) and gets one pong packet (raw id 65)
+back: the server's information, its own version, and (with :data:`WRITEBACK`) the ping
+message it answered. Neither side needs to register any packet.
+
+Servers become pingable with :class:`PingableServerMixin`::
+
+    class GameServer(PingableServerMixin, peng3dnet.Server):
+        pingdata = {"name": "My server"}                 # static information
+
+        def getPingData(self, msg, cid):                 # dynamic information
+            return {"players": len(self.clients)}
+
+and anyone can ask: ``pingServer(addr="host:8080")["delay"]`` is the round trip in
+seconds.
+"""
+
+import threading
+import time
+
+from .. import conntypes, errors, net, version
+from ..constants import CONNTYPE_PING, MODE_PING, STATE_ACTIVE
+
+__all__ = [
+    "WRITEBACK",
+    "PingConnectionType",
+    "PingableClientMixin",
+    "PingableServerMixin",
+    "pingServer",
+]
+
+WRITEBACK = True
+"""Whether a pong includes the ping message it answers (under the key ``oldmsg``).
+
+``pingServer`` does not need it to measure the round trip; set it to ``False`` if
+servers should not echo what clients send them."""
+
+PING_ID = 64
+"""Raw packet id of a ping (client to server)."""
+
+PONG_ID = 65
+"""Raw packet id of a pong (server to client)."""
+
+
+class PingConnectionType(conntypes.ConnectionType):
+    """The ``ping`` connection type: one ping, one pong, then the client closes.
+
+    Every packet on such a connection is handled here; registered packets are never
+    involved.
+    """
+
+    def init(self, cid):
+        """Server: the connection is usable at once. Client: send the ping."""
+        if cid is None:
+            self.peer._ping()
+            self.peer.remote_state = STATE_ACTIVE
+        else:
+            self.peer.clients[cid].state = STATE_ACTIVE
+
+    def receive(self, msg, pid, flags, cid):
+        """Answer pings (server), hand pongs to the client, refuse anything else."""
+        if pid == PING_ID:
+            if cid is None:
+                self.peer.close_connection(None, "pinginvalidside")
+                return True
+            client = self.peer.clients[cid]
+            client.mode = MODE_PING
+            self.peer.send_message(PONG_ID, self._answer(msg, cid), cid)
+        elif pid == PONG_ID:
+            if cid is not None:
+                self.peer.close_connection(cid, "pinginvalidside")
+                return True
+            try:
+                on_pong = getattr(self.peer, "on_pong", None)
+                if callable(on_pong):
+                    on_pong(msg)
+                self.peer._pong(msg)
+            finally:
+                self.peer.close_connection(reason="pingcomplete")
+        else:
+            self.peer.close_connection(cid, "invalidpingpacket")
+        return True
+
+    def _answer(self, msg, cid):
+        answer = {"oldmsg": msg} if WRITEBACK else {}
+        dynamic = getattr(self.peer, "getPingData", None)
+        if callable(dynamic):
+            answer.update(dynamic(msg, cid))
+        answer.update(getattr(self.peer, "pingdata", None) or {})
+        answer.update(self.getPingData(msg, cid))
+        return answer
+
+    def send(self, data, pid, cid):
+        """Only pings and pongs may be sent on a ping connection."""
+        if pid == PING_ID:
+            self.peer.mode = MODE_PING
+        elif pid != PONG_ID:
+            raise ValueError(
+                f"only ping ({PING_ID}) and pong ({PONG_ID}) packets can be sent on a ping connection"
+            )
+        return True
+
+    def getPingData(self, msg, cid=None):
+        """What every pong contains: the library's versions (server side only)."""
+        return {
+            "peng3dnet": {
+                "version": version.VERSION,
+                "release": version.RELEASE,
+                "protoversion": version.PROTOVERSION,
+            }
+        }
+
+
+class PingableServerMixin:
+    """Mix into a :class:`~peng3dnet.net.Server` subclass (before it) to answer pings."""
+
+    pingdata = {}
+    """Static information added to every pong (server name, message of the day, ...)."""
+
+    def getPingData(self, msg, cid):
+        """Dynamic information added to every pong; ``msg`` is the ping, ``cid`` the
+        client. Override it (the default adds nothing)."""
+        return {}
+
+    def _reg_conntypes_ping(self):
+        self.addConnType(CONNTYPE_PING, PingConnectionType(self))
+
+
+class PingableClientMixin:
+    """Mix into a :class:`~peng3dnet.net.Client` subclass (before it) to send pings.
+
+    Create the client with ``conntype=CONNTYPE_PING``; the ping is sent as soon as the
+    server accepted the connection type. Each client keeps its own answer.
+    """
+
+    def _reg_conntypes_ping(self):
+        self.addConnType(CONNTYPE_PING, PingConnectionType(self))
+
+    def _ping_state(self):
+        state = self.__dict__.get("_ping_info")
+        if state is None:
+            state = self.__dict__.setdefault(
+                "_ping_info", {"data": {}, "pong": None, "sent": None, "cond": threading.Condition()}
+            )
+        return state
+
+    def setPingData(self, d):
+        """Set the message the ping will carry (replacing an earlier one). A ``"time"``
+        key is set to the time of sending."""
+        self._ping_state()["data"] = dict(d)
+
+    def _ping(self):
+        state = self._ping_state()
+        msg = dict(state["data"])
+        msg["time"] = time.time()
+        state["sent"] = time.perf_counter()
+        self.send_message(PING_ID, msg)
+
+    def _pong(self, data):
+        state = self._ping_state()
+        with state["cond"]:
+            state["pong"] = data
+            state["received"] = time.perf_counter()
+            state["cond"].notify_all()
+
+    def on_close(self, reason=None):
+        # A connection that ends without a pong wakes wait_for_pong early.
+        state = self._ping_state()
+        with state["cond"]:
+            state["closed"] = reason if reason is not None else "closed"
+            state["cond"].notify_all()
+        super().on_close(reason)
+
+    def wait_for_pong(self, timeout=None):
+        """Wait up to ``timeout`` seconds (forever if None) for the pong and return it.
+
+        Raises :class:`~peng3dnet.errors.FailedPingError` if none arrives in time or the
+        connection closes without one."""
+        state = self._ping_state()
+        with state["cond"]:
+            state["cond"].wait_for(lambda: state["pong"] is not None or "closed" in state, timeout)
+            if state["pong"] is not None:
+                return state["pong"]
+            if "closed" in state:
+                raise errors.FailedPingError(f"the connection closed without an answer ({state['closed']})")
+            raise errors.FailedPingError(f"no answer to the ping within {timeout} seconds")
+
+    def _ping_round_trip(self):
+        state = self._ping_state()
+        if state.get("sent") is None or state.get("received") is None:
+            return None
+        return state["received"] - state["sent"]
+
+
+class _PingClient(PingableClientMixin, net.Client):
+    pass
+
+
+def pingServer(peng=None, addr=None, cfg=None, data=None, clientcls=_PingClient, timeout=10.0):
+    """Ping a server and return its answer.
+
+    ``peng``, ``addr`` and ``cfg`` are passed to the client (``clientcls``); ``data`` is
+    the message to send (copied, never modified; its ``"time"`` key is set). Returns the
+    server's pong with two keys added: ``recvtime`` (when it arrived, as ``time.time()``)
+    and ``delay`` (the round trip in seconds). Raises
+    :class:`~peng3dnet.errors.FailedPingError` if no answer arrives within ``timeout``
+    seconds, and ``OSError`` (such as ``ConnectionRefusedError``) if the server cannot
+    be reached.
+    """
+    client = clientcls(peng, addr, dict(cfg or {}), CONNTYPE_PING)
+    client.setPingData(dict(data or {}))
+    try:
+        client.runAsync()
+        client.process_async()
+        answer = client.wait_for_pong(timeout)
+        answer = dict(answer) if isinstance(answer, dict) else {"answer": answer}
+        answer["recvtime"] = time.time()
+        delay = client._ping_round_trip() if isinstance(client, PingableClientMixin) else None
+        if delay is None:
+            delay = answer["recvtime"] - answer["oldmsg"]["time"]
+        answer["delay"] = delay
+        return answer
+    finally:
+        client.stop()
+        client.join(1)

@@ -1,0 +1,309 @@
+"""The ``peng3dnet`` command (also ``python -m peng3dnet``).
+
+    peng3dnet serve [--host 127.0.0.1] [--port 8080] [--name NAME]
+    peng3dnet ping HOST[:PORT] [-c COUNT] [-i INTERVAL] [--timeout S] [--json]
+    peng3dnet version
+
+``serve`` runs a pingable demo server speaking the examples' echo and chat protocol;
+``ping`` asks a server for its ping data and measures round trips, like the UNIX ping.
+"""
+
+import argparse
+import json
+import math
+import signal
+import socket
+import sys
+import threading
+import time
+
+from . import errors, net, util, version
+from .constants import MODE_CHAT
+from .ext import ping
+from .packet import Packet
+
+DEFAULT_PORT = 8080
+
+
+class _UsageError(Exception):
+    """Bad input from the command line: reported in one line, exit status 2."""
+
+
+def _stamp():
+    return time.strftime("%H:%M:%S")
+
+
+# --- serve -----------------------------------------------------------------------------
+
+
+class _Echo(Packet):
+    def receive(self, msg, cid=None):
+        if cid is not None:
+            self.peer.send_message(self, msg, cid)
+
+
+class _Nick(Packet):
+    def receive(self, msg, cid=None):
+        if cid is None or not isinstance(msg, dict):
+            return
+        client = self.peer.clients[cid]
+        client.nick = str(msg.get("nick", f"client{cid}"))
+        client.mode = MODE_CHAT
+        present = sorted(c.nick for c in self.peer.clients.values() if c.mode == MODE_CHAT)
+        self.peer.send_message("chat:welcome", {"nick": client.nick, "present": present}, cid)
+        self.peer.broadcast({"nick": "*", "text": f"{client.nick} joined"}, exclude=cid)
+        self.peer.log(f"client {cid} is now {client.nick!r}")
+
+
+class _Chat(Packet):
+    def receive(self, msg, cid=None):
+        if cid is None or not isinstance(msg, dict):
+            return
+        client = self.peer.clients[cid]
+        if client.mode == MODE_CHAT:
+            self.peer.broadcast({"nick": client.nick, "text": str(msg.get("text", ""))})
+
+
+class _DemoClient(net.ClientOnServer):
+    def __init__(self, server, conn, addr, cid):
+        super().__init__(server, conn, addr, cid)
+        self.nick = f"client{cid}"
+
+    def on_connect(self):
+        self.server.log(f"client {self.cid} connected from {util.normalize_addr_formatted(self.addr[:2])}")
+
+    def on_close(self, reason=None):
+        self.server.log(f"client {self.cid} closed ({reason})")
+        if self.mode == MODE_CHAT:
+            self.server.broadcast({"nick": "*", "text": f"{self.nick} left"}, exclude=self.cid)
+
+
+class DemoServer(ping.PingableServerMixin, net.Server):
+    """A pingable server with the echo and chat packets of the examples."""
+
+    def __init__(self, *args, name="peng3dnet demo server", out=sys.stdout, **kwargs):
+        self.pingdata = {"name": name}
+        self._out = out
+        super().__init__(*args, clientcls=_DemoClient, **kwargs)
+
+    def _reg_packets_demo(self):
+        self.register_packet("echo:echo", _Echo(self.registry, self))
+        self.register_packet("echo:latency", _Echo(self.registry, self))
+        self.register_packet("chat:nick", _Nick(self.registry, self))
+        self.register_packet("chat:welcome", Packet(self.registry, self))
+        self.register_packet("chat:message", _Chat(self.registry, self))
+
+    def getPingData(self, msg, cid):
+        return {"clients": len(self.clients)}
+
+    def broadcast(self, msg, exclude=None):
+        for cid, client in list(self.clients.items()):
+            if cid != exclude and client.mode == MODE_CHAT:
+                self.send_message("chat:message", msg, cid)
+
+    def log(self, text):
+        print(f"[{_stamp()}] {text}", file=self._out, flush=True)
+
+
+def _serve(args):
+    try:
+        server = DemoServer(addr=(args.host, args.port), name=args.name)
+        server.bind()
+    except (errors.InvalidAddressError, socket.gaierror) as exc:
+        raise _UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    except OSError as exc:
+        raise _UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.runAsync()
+    server.process_async()
+    host, port = server.sock.getsockname()[:2]
+    server.log(f"listening on {util.normalize_addr_formatted((host, port))} (echo, chat, ping); Ctrl-C stops")
+    while not stop.wait(0.2):
+        if args.seconds is not None and time.monotonic() - args.started > args.seconds:
+            break
+    clients = len(server.clients)
+    server.shutdown(join=True, timeout=5, reason="servershutdown")
+    server.log(f"stopped; {clients} client(s) were told why")
+    return 0
+
+
+# --- ping ------------------------------------------------------------------------------
+
+
+def _ping_target(text):
+    try:
+        host, port = util.parse_address(text, DEFAULT_PORT)
+    except errors.InvalidAddressError as exc:
+        raise _UsageError(f"bad address {text!r}: {exc}") from None
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise _UsageError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    return host, port
+
+
+def _ping(args):
+    host, port = _ping_target(args.target)
+    where = util.normalize_addr_formatted((host, port))
+    times, failures, data = [], [], None
+    if not args.json:
+        print(f"PING {where} (peng3dnet protocol {version.PROTOVERSION})", flush=True)
+    for seq in range(args.count):
+        if seq:
+            time.sleep(args.interval)
+        try:
+            answer = ping.pingServer(addr=(host, port), timeout=args.timeout)
+        except errors.FailedPingError as exc:
+            failures.append(str(exc))
+            if not args.json:
+                print(f"no answer from {where}: seq={seq} ({exc})", flush=True)
+            continue
+        except OSError as exc:
+            failures.append(exc.strerror or str(exc))
+            if not args.json:
+                print(f"cannot reach {where}: seq={seq} ({exc.strerror or exc})", flush=True)
+            continue
+        times.append(answer["delay"] * 1000)
+        data = {k: v for k, v in answer.items() if k not in ("oldmsg", "recvtime", "delay")}
+        if not args.json:
+            print(f"answer from {where}: seq={seq} time={times[-1]:.2f} ms", flush=True)
+    stats = _statistics(times)
+    loss = 100.0 * (args.count - len(times)) / args.count
+    if args.json:
+        report = {
+            "target": where,
+            "sent": args.count,
+            "received": len(times),
+            "loss_percent": loss,
+            "times_ms": times,
+            "rtt_ms": stats,
+            "server": data,
+            "errors": failures,
+        }
+        print(json.dumps(report, sort_keys=True, default=repr))
+    else:
+        print(f"--- {where} ping statistics ---")
+        print(f"{args.count} pings sent, {len(times)} answered, {loss:.0f}% loss")
+        if stats:
+            print(
+                "round-trip min/avg/max/stddev = {min:.3f}/{avg:.3f}/{max:.3f}/{stddev:.3f} ms".format(
+                    **stats
+                )
+            )
+        if data is not None:
+            info = data.get("peng3dnet", {})
+            print(f"server: peng3dnet {info.get('version', '?')} (protocol {info.get('protoversion', '?')})")
+            extra = {k: v for k, v in data.items() if k != "peng3dnet"}
+            if extra:
+                print(f"ping data: {json.dumps(extra, sort_keys=True, default=repr)}")
+    return 0 if times else 1
+
+
+def _statistics(times):
+    if not times:
+        return None
+    avg = sum(times) / len(times)
+    stddev = math.sqrt(sum((t - avg) ** 2 for t in times) / len(times))
+    return {"min": min(times), "avg": avg, "max": max(times), "stddev": stddev}
+
+
+# --- version ---------------------------------------------------------------------------
+
+
+def _version(args):
+    from . import _core
+
+    info = _core.build_info()
+    print(
+        f"peng3dnet-rs {info['version']} (peng3dnet API {version.VERSION}, protocol {version.PROTOVERSION})"
+    )
+    print(f"native core: {info['profile']} build for {info['target']}, zlib: {info['zlib']}")
+    print(f"python: {sys.version.split()[0]}")
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="peng3dnet", description="peng3dnet-rs command-line tools")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a pingable demo server (echo and chat)",
+        description="Run a pingable demo server speaking the examples' echo and chat protocol. "
+        "Clients must register the same packets (echo:echo, echo:latency, chat:nick, chat:welcome, "
+        "chat:message) or set net.registry.missingpacketaction to 'ignore'.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free)"
+    )
+    serve.add_argument("--name", default="peng3dnet demo server", help="server name sent in ping answers")
+    serve.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
+    serve.set_defaults(run=_serve)
+
+    ping_cmd = commands.add_parser(
+        "ping",
+        help="ping a server: round-trip times and its ping data",
+        description="Ping a peng3dnet server (either implementation) and report round-trip times, "
+        "loss, and the server's ping data. Exit status 0 if any ping was answered, 1 if none.",
+    )
+    ping_cmd.add_argument(
+        "target", metavar="HOST[:PORT]", help=f"server address (default port {DEFAULT_PORT})"
+    )
+    ping_cmd.add_argument("-c", "--count", type=_positive_int, default=4, help="number of pings (default: 4)")
+    ping_cmd.add_argument(
+        "-i", "--interval", type=_non_negative, default=1.0, help="seconds between pings (default: 1)"
+    )
+    ping_cmd.add_argument(
+        "--timeout", type=_positive, default=5.0, help="seconds to wait for each answer (default: 5)"
+    )
+    ping_cmd.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    ping_cmd.set_defaults(run=_ping)
+
+    version_cmd = commands.add_parser("version", help="print the versions of the package, protocol and core")
+    version_cmd.set_defaults(run=_version)
+    return parser
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def _non_negative(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+    return value
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.started = time.monotonic()
+    try:
+        return args.run(args)
+    except _UsageError as exc:
+        print(f"peng3dnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The ``peng3dnet`` command line, end to end as subprocesses; and ping across
+implementations."""
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+from support import PEERS, Harness, subprocess_env, wait_until
+
+import peng3dnet
+from peng3dnet.packet import Packet
+
+CLI = [sys.executable, "-m", "peng3dnet"]
+
+
+def run(*args, timeout=60):
+    return subprocess.run(
+        [*CLI, *args], env=subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def serve():
+    """Starts ``peng3dnet serve --port 0``; yields (process, port)."""
+    procs = []
+
+    def start(*extra):
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--port", "0", *extra],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        line = proc.stdout.readline()
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        return proc, int(match.group(1))
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+def closed_port():
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def test_version():
+    result = run("version")
+    assert result.returncode == 0
+    assert f"peng3dnet API {peng3dnet.version.VERSION}, protocol 2" in result.stdout
+    assert "native core:" in result.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["ping"], ["version"]])
+def test_help(command):
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: peng3dnet" in result.stdout
+
+
+def test_console_script_is_installed():
+    script = __import__("pathlib").Path(sys.executable).with_name("peng3dnet")
+    result = subprocess.run([str(script), "version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "peng3dnet-rs" in result.stdout
+
+
+def test_ping_text_output(serve):
+    _, port = serve()
+    result = run("ping", f"127.0.0.1:{port}", "-c", "3", "-i", "0.05")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"PING 127.0.0.1:{port}")
+    assert len(re.findall(rf"answer from 127\.0\.0\.1:{port}: seq=\d time=[\d.]+ ms", out)) == 3
+    assert "3 pings sent, 3 answered, 0% loss" in out
+    assert re.search(r"round-trip min/avg/max/stddev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms", out)
+    assert f"server: peng3dnet {peng3dnet.version.VERSION} (protocol 2)" in out
+    assert '"name": "peng3dnet demo server"' in out
+
+
+def test_ping_json(serve):
+    _, port = serve("--name", "json test")
+    result = run("ping", f"127.0.0.1:{port}", "-c", "2", "-i", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["sent"] == 2 and report["received"] == 2 and report["loss_percent"] == 0
+    assert len(report["times_ms"]) == 2
+    assert report["rtt_ms"]["min"] <= report["rtt_ms"]["avg"] <= report["rtt_ms"]["max"]
+    assert report["server"]["name"] == "json test"
+    assert report["server"]["peng3dnet"]["protoversion"] == 2
+
+
+def test_ping_the_original_server(ref_python):
+    proc = subprocess.Popen(
+        [ref_python, str(PEERS / "ping_peer.py"), "server", "10"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        result = run("ping", f"127.0.0.1:{port}", "-c", "2", "-i", "0", "--json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["received"] == 2
+        assert report["server"]["name"] == "peer"
+        assert report["server"]["peng3dnet"]["protoversion"] == 2
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_the_original_pings_our_server(serve, ref_python):
+    _, port = serve()
+    result = subprocess.run(
+        [ref_python, str(PEERS / "ping_peer.py"), "client", str(port)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)["answer"]
+    assert answer["name"] == "peng3dnet demo server"
+    assert answer["oldmsg"]["question"] == "who are you?"
+    assert answer["delay"] >= 0
+
+
+def test_our_ping_server_answers_the_original_and_ours(ours_python, ref_python):
+    proc = subprocess.Popen(
+        [ours_python, str(PEERS / "ping_peer.py"), "server", "10"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        for python in (ref_python, ours_python):
+            result = subprocess.run(
+                [python, str(PEERS / "ping_peer.py"), "client", str(port)],
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert result.returncode == 0, result.stderr
+            answer = json.loads(result.stdout)["answer"]
+            assert answer["asked"] == "who are you?"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("127.0.0.1:notaport", "bad address '127.0.0.1:notaport'"),
+        ("127.0.0.1:70000", "out of range"),
+        ("no-such-host.invalid:8080", "cannot resolve host 'no-such-host.invalid'"),
+    ],
+)
+def test_ping_bad_addresses(target, message):
+    result = run("ping", target, "-c", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("peng3dnet ping: error:") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["-c", "0"], ["-i", "-1"], ["--timeout", "0"]])
+def test_ping_bad_options(args):
+    result = run("ping", "127.0.0.1", *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_ping_a_closed_port():
+    port = closed_port()
+    result = run("ping", f"127.0.0.1:{port}", "-c", "2", "-i", "0")
+    assert result.returncode == 1
+    assert result.stdout.count("cannot reach") == 2
+    assert "2 pings sent, 0 answered, 100% loss" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_busy_port():
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        result = run("serve", "--port", str(busy.getsockname()[1]))
+    assert result.returncode == 2
+    assert result.stderr.startswith("peng3dnet serve: error: cannot listen on 127.0.0.1:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_stops_on_ctrl_c_and_tells_clients_why(serve):
+    proc, port = serve()
+    reasons = []
+
+    class Client(peng3dnet.Client):
+        def _reg_packets_demo(self):
+            for name in ("echo:echo", "echo:latency", "chat:nick", "chat:welcome", "chat:message"):
+                self.register_packet(name, Packet(self.registry, self))
+
+        def on_close(self, reason=None):
+            reasons.append(reason)
+
+    harness = Harness()
+    try:
+        harness.client(port, Client)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert wait_until(lambda: reasons == ["servershutdown"])
+        assert "client 1 connected from 127.0.0.1:" in out
+        assert "client 1 closed (servershutdown)" in out
+        assert "stopped; 1 client(s) were told why" in out
+    finally:
+        harness.close()
