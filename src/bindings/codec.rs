@@ -98,24 +98,8 @@ impl FrameCodec {
         pid: u32,
         msg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let mut out = Vec::new();
-        let start = packet::begin_frame(&mut out);
-        convert::pack(msg, &mut out)?;
-        let body_len = out.len() - start - packet::FRAME_OVERHEAD;
-        let compression = self.compression;
-        let result = if compression.applies_to(body_len) {
-            // Compressing a large body takes a while; let other threads run meanwhile.
-            py.detach(|| {
-                let result = packet::finish_frame(&mut out, start, pid, &compression);
-                (out, result)
-            })
-        } else {
-            let result = packet::finish_frame(&mut out, start, pid, &compression);
-            (out, result)
-        };
-        let (out, result) = result;
-        result.map_err(|err| errors::protocol_error(py, &err.into()))?;
-        Ok(PyBytes::new(py, &out))
+        let frame = convert::encode_frame(py, pid, msg, &self.compression)?;
+        Ok(PyBytes::new(py, &frame))
     }
 
     /// Appends received bytes and returns every packet completed by them, as

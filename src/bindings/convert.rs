@@ -27,6 +27,7 @@ use pyo3::types::{
 };
 
 use crate::protocol::msgpack::{read, write, Builder, DecodeError, ReadLimits};
+use crate::protocol::packet::{self, Compression};
 
 /// Deepest level `msgpack.packb` accepts (the top-level object is level 0).
 const PACK_MAX_LEVEL: usize = 1024;
@@ -221,6 +222,32 @@ fn pack_tuple(t: &Bound<'_, PyTuple>, out: &mut Vec<u8>, level: usize) -> PyResu
         pack_at(&item, out, level + 1)?;
     }
     Ok(())
+}
+
+/// The complete frame of packet `pid` carrying `msg`: the body is packed in place
+/// behind the reserved header and compressed if `compression` says so. Compressing a
+/// large body takes a while, so that happens with the GIL released.
+pub(crate) fn encode_frame(
+    py: Python<'_>,
+    pid: u32,
+    msg: &Bound<'_, PyAny>,
+    compression: &Compression,
+) -> PyResult<bytes::Bytes> {
+    let mut out = Vec::with_capacity(64);
+    let start = packet::begin_frame(&mut out);
+    pack(msg, &mut out)?;
+    let body_len = out.len() - start - packet::FRAME_OVERHEAD;
+    let (out, result) = if compression.applies_to(body_len) {
+        py.detach(|| {
+            let result = packet::finish_frame(&mut out, start, pid, compression);
+            (out, result)
+        })
+    } else {
+        let result = packet::finish_frame(&mut out, start, pid, compression);
+        (out, result)
+    };
+    result.map_err(|err| PyValueError::new_err(format!("cannot send packet {pid}: {err}")))?;
+    Ok(bytes::Bytes::from(out))
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,20 +1,40 @@
 //! The `peng3dnet._core` extension module: the only code that touches Python.
 //!
-//! * [`convert`]: msgpack <-> Python objects, identical to msgpack-python.
+//! * [`convert`]: msgpack <-> Python objects, identical to msgpack-python, and the
+//!   encoding of a Python message into a frame.
 //! * [`codec`]: `packb`, `unpackb` and `FrameCodec` for Python callers.
-//! * [`peer`]: `ServerCore`, `ClientCore` and `Connection`, the network cores that
+//! * [`cores`]: `PeerCore`, `ServerCore` and `ClientCore`, the network cores that
 //!   `peng3dnet.net` drives.
+//! * [`connection`]: `Connection`, the handle of one connection.
+//! * [`events`]: the event tuples Python's dispatch loop reads.
 //! * [`errors`]: the single place where core errors become Python exceptions.
 //!
 //! Each file registers its own classes and functions.
 
 mod codec;
+mod connection;
 mod convert;
+mod cores;
 mod errors;
-mod peer;
+mod events;
 
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+/// A timeout given in seconds from Python: `None` or infinity means no limit.
+pub(crate) fn duration(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if s.is_infinite() && s > 0.0 => Ok(None),
+        Some(s) => Err(PyValueError::new_err(format!(
+            "timeout must be a non-negative number of seconds, not {s}"
+        ))),
+    }
+}
 
 /// What the Rust core was built from and how, for `peng3dnet version` and bug reports.
 #[pyfunction]
@@ -44,6 +64,20 @@ fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     codec::register(m)?;
-    peer::register(m)?;
+    m.add_class::<connection::Connection>()?;
+    m.add_class::<cores::PeerCore>()?;
+    m.add_class::<cores::ServerCore>()?;
+    m.add_class::<cores::ClientCore>()?;
+    for (name, value) in [
+        ("EV_CONNECTED", events::EV_CONNECTED),
+        ("EV_PACKET", events::EV_PACKET),
+        ("EV_SENT", events::EV_SENT),
+        ("EV_HANDSHAKE_COMPLETE", events::EV_HANDSHAKE_COMPLETE),
+        ("EV_INIT", events::EV_INIT),
+        ("EV_CLOSED", events::EV_CLOSED),
+        ("EV_LOG", events::EV_LOG),
+    ] {
+        m.add(name, value)?;
+    }
     Ok(())
 }

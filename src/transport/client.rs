@@ -5,15 +5,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::connection::{socket_handle, Conn, Role, Settings, SocketInfo};
-use super::inbox::Inbox;
+use super::connection::{Conn, Role};
+use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
 use crate::peer::constants::state;
-use crate::peer::handshake::{self, Action, ClientRules, ConntypeKind, Conntypes};
+use crate::peer::handshake::{self, Action, ClientRules, ConntypeKind};
 use crate::peer::table::PacketTable;
 use crate::protocol::msgpack::Value;
 
@@ -39,12 +39,9 @@ pub struct ClientStatus {
 
 /// Everything a client shares between Python and its tasks.
 pub struct ClientShared {
-    /// Events for Python.
-    pub inbox: Arc<Inbox>,
-    settings: RwLock<Arc<Settings>>,
+    /// Inbox, settings, connection types and packet table.
+    pub common: PeerCommon,
     options: RwLock<ClientOptions>,
-    conntypes: RwLock<Conntypes>,
-    table: RwLock<PacketTable>,
     /// Bumped whenever the handshake replaces the table, so Python knows to re-read it.
     table_epoch: AtomicU64,
     conn: Mutex<Option<Arc<Conn>>>,
@@ -60,11 +57,8 @@ impl ClientShared {
     /// A client with an empty packet table and no connection types yet.
     pub fn new(options: ClientOptions) -> Arc<ClientShared> {
         Arc::new(ClientShared {
-            inbox: Inbox::new(),
-            settings: RwLock::new(Arc::new(Settings::default())),
+            common: PeerCommon::default(),
             options: RwLock::new(options),
-            conntypes: RwLock::new(Conntypes::new()),
-            table: RwLock::new(PacketTable::new()),
             table_epoch: AtomicU64::new(0),
             conn: Mutex::new(None),
             status: Mutex::new(ClientStatus::default()),
@@ -72,29 +66,14 @@ impl ClientShared {
         })
     }
 
-    /// Replaces the settings (used by the next connect).
-    pub fn configure(&self, settings: Settings) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
-    }
-
     /// Replaces the handshake options.
     pub fn set_options(&self, options: ClientOptions) {
         *self.options.write().unwrap_or_else(|p| p.into_inner()) = options;
     }
 
-    /// The packet table.
-    pub fn table(&self) -> &RwLock<PacketTable> {
-        &self.table
-    }
-
     /// Changes whenever the handshake replaced the table.
     pub fn table_epoch(&self) -> u64 {
         self.table_epoch.load(Ordering::SeqCst)
-    }
-
-    /// The connection types.
-    pub fn conntypes(&self) -> &RwLock<Conntypes> {
-        &self.conntypes
     }
 
     /// The connection, once connected.
@@ -126,29 +105,9 @@ impl ClientShared {
             }
             Err(last_error)
         })?;
-        stream.set_nodelay(true)?;
-        let info = SocketInfo {
-            peer_addr: stream.peer_addr()?,
-            local_addr: stream.local_addr()?,
-            fd: socket_handle(&stream),
-        };
-        let (reader, writer) = stream.into_split();
-        let settings = self
-            .settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let _runtime = runtime().enter();
         let mut slot = lock(&self.conn);
-        let conn = Conn::spawn(
-            0,
-            info,
-            reader,
-            writer,
-            settings,
-            self.inbox.clone(),
-            self.clone(),
-        );
+        let conn = self.common.start_connection(0, stream, self.clone())?;
         *slot = Some(conn.clone());
         drop(slot);
         lock(&self.status).connected = true;
@@ -173,30 +132,12 @@ impl ClientShared {
         timeout: Option<Duration>,
         done: impl Fn(&ClientStatus, Option<u32>) -> bool,
     ) -> (ClientStatus, bool) {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut status = lock(&self.status);
-        loop {
-            let current_state = self.conn().map(|c| c.state());
-            if done(&status, current_state) {
-                return (status.clone(), true);
-            }
-            status = match deadline {
-                None => self
-                    .status_changed
-                    .wait(status)
-                    .unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return (status.clone(), false);
-                    }
-                    self.status_changed
-                        .wait_timeout(status, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-            };
-        }
+        let status = lock(&self.status);
+        let (status, held) =
+            wait_until(&self.status_changed, status, deadline(timeout), |status| {
+                done(status, self.conn().map(|c| c.state()))
+            });
+        (status.clone(), held)
     }
 
     /// Ends the connection at once, unless it is already closing gracefully (then it
@@ -205,7 +146,7 @@ impl ClientShared {
         if let Some(conn) = self.conn().filter(|conn| !conn.is_closing()) {
             conn.abort(reason);
         }
-        self.inbox.interrupt();
+        self.common.inbox.interrupt();
     }
 
     /// Runs the classic connection type's client-side `init`.
@@ -231,12 +172,17 @@ impl Role for ClientShared {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let kind: Option<ConntypeKind> = self
-            .conntypes
+            .common
+            .conntypes()
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&options.target_conntype)
             .copied();
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let table = self
+            .common
+            .table()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let rules = ClientRules {
             target_conntype: &options.target_conntype,
             target_kind: kind,
@@ -248,7 +194,11 @@ impl Role for ClientShared {
     }
 
     fn adopt_table(&self, table: PacketTable) {
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        *self
+            .common
+            .table()
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = table;
         self.table_epoch.fetch_add(1, Ordering::SeqCst);
     }
 

@@ -18,22 +18,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Event, Inbox, LogLevel};
-use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
+use super::tasks;
+use crate::peer::constants::{pid, state, CONNTYPE_NOTSET};
 use crate::peer::handshake::Action;
 use crate::peer::table::PacketTable;
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet::{self, Compression};
 use crate::protocol::{
-    Frame, FrameDecoder, FrameError, Header, Limits, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT,
+    Frame, FrameError, Header, Limits, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT,
 };
-
-/// Frames smaller than this are copied into one buffer and written together.
-const BATCH_LIMIT: usize = 64 * 1024;
 
 /// Per-peer settings that every connection of the peer shares.
 #[derive(Debug, Clone)]
@@ -120,11 +118,11 @@ pub struct Conn {
     /// that (the peer hanging up first, the close timeout), this is what is reported.
     intended_reason: Mutex<Option<Option<String>>>,
     /// Stops both tasks.
-    cancel: CancellationToken,
+    pub(super) cancel: CancellationToken,
     /// Sender end of the outbox; the receiver belongs to the writer task.
     outbox: mpsc::UnboundedSender<Outbound>,
     /// Bytes queued in the outbox and not yet written.
-    out_bytes: AtomicUsize,
+    pub(super) out_bytes: AtomicUsize,
     /// Events of this connection in the inbox, not yet taken by Python.
     undelivered: AtomicUsize,
     /// Body bytes of this connection's packets in the inbox (for back-pressure).
@@ -202,8 +200,8 @@ impl Conn {
         conn.inbox.push(Event::Connected(conn.clone()));
         let start = conn.role.start(&conn);
         conn.apply(start);
-        tokio::spawn(read_loop(conn.clone(), reader));
-        tokio::spawn(write_loop(conn.clone(), writer, rx));
+        tokio::spawn(tasks::read_loop(conn.clone(), reader));
+        tokio::spawn(tasks::write_loop(conn.clone(), writer, rx));
         conn
     }
 
@@ -348,7 +346,7 @@ impl Conn {
     }
 
     /// Reports the connection closed (once) and stops accepting input from it.
-    fn finish(self: &Arc<Self>, reason: Option<String>) {
+    pub(super) fn finish(self: &Arc<Self>, reason: Option<String>) {
         if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -384,7 +382,7 @@ impl Conn {
     }
 
     /// Closes the connection because its peer broke the protocol.
-    fn protocol_error(self: &Arc<Self>, err: &ProtocolError) {
+    pub(super) fn protocol_error(self: &Arc<Self>, err: &ProtocolError) {
         self.inbox.push(Event::Log {
             conn: self.clone(),
             level: LogLevel::Warning,
@@ -466,7 +464,7 @@ impl Conn {
         }
     }
 
-    async fn wait_for_inbox_room(&self) {
+    pub(super) async fn wait_for_inbox_room(&self) {
         loop {
             let notified = self.inbox_drained.notified();
             if self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit {
@@ -481,7 +479,7 @@ impl Conn {
 
     // --- receiving ------------------------------------------------------------------
 
-    async fn handle_frame(
+    pub(super) async fn handle_frame(
         self: &Arc<Self>,
         frame: Frame,
         read_limits: ReadLimits,
@@ -543,164 +541,11 @@ impl Conn {
         Ok(())
     }
 
-    fn task_ended(self: &Arc<Self>) {
+    pub(super) fn task_ended(self: &Arc<Self>) {
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
         }
     }
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader: R) {
-    let settings = conn.settings.clone();
-    let read_limits = ReadLimits::from(&settings.limits);
-    let mut decoder = FrameDecoder::new(settings.limits.max_frame_len);
-    let mut drain = vec![0u8; 16 * 1024];
-    // After a protocol error or once the connection is over, input is read and dropped.
-    let mut discarding = false;
-    loop {
-        discarding = discarding || conn.is_finished() || conn.input_rejected();
-        let read = if discarding {
-            tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                read = reader.read(&mut drain) => read,
-            }
-        } else {
-            conn.wait_for_inbox_room().await;
-            tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                read = reader.read_buf(decoder.read_buffer()) => read,
-            }
-        };
-        match read {
-            Ok(0) | Err(_) => {
-                conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
-                break;
-            }
-            Ok(_) if discarding => continue,
-            Ok(_) => {}
-        }
-        loop {
-            match decoder.decode() {
-                Ok(Some(frame)) => {
-                    if let Err(err) = conn.handle_frame(frame, read_limits).await {
-                        conn.protocol_error(&err);
-                        discarding = true;
-                        break;
-                    }
-                    if conn.is_finished() {
-                        discarding = true;
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    conn.protocol_error(&err.into());
-                    discarding = true;
-                    break;
-                }
-            }
-        }
-    }
-    conn.cancel.cancel();
-    conn.task_ended();
-}
-
-/// Why the writer stopped.
-enum WriterEnd {
-    /// Cancelled, or every sender is gone.
-    Stopped,
-    /// A write failed: the peer is gone.
-    Failed,
-    /// A close packet was sent.
-    Closed,
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u8]) -> bool {
-    if data.is_empty() {
-        return true;
-    }
-    tokio::select! {
-        () = conn.cancel.cancelled() => false,
-        result = writer.write_all(data) => result.is_ok(),
-    }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    conn: Arc<Conn>,
-    mut writer: W,
-    mut outbox: mpsc::UnboundedReceiver<Outbound>,
-) {
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_LIMIT);
-    let end = 'run: loop {
-        let first = tokio::select! {
-            biased;
-            () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
-            item = outbox.recv() => item,
-        };
-        let Some(mut item) = first else {
-            break 'run WriterEnd::Stopped;
-        };
-        let mut close = None;
-        batch.clear();
-        loop {
-            match item {
-                Outbound::Frame(frame) => {
-                    if frame.len() >= BATCH_LIMIT {
-                        // Large frames are written from their own buffer, not copied.
-                        let ok = write_all(&conn, &mut writer, &batch).await
-                            && write_all(&conn, &mut writer, &frame).await;
-                        batch.clear();
-                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
-                        if !ok {
-                            break 'run WriterEnd::Failed;
-                        }
-                    } else {
-                        batch.extend_from_slice(&frame);
-                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
-                    }
-                }
-                Outbound::Close(reason) => {
-                    close = Some(reason);
-                    break;
-                }
-            }
-            if batch.len() >= BATCH_LIMIT {
-                break;
-            }
-            match outbox.try_recv() {
-                Ok(next) => item = next,
-                Err(_) => break,
-            }
-        }
-        if !write_all(&conn, &mut writer, &batch).await {
-            break 'run WriterEnd::Failed;
-        }
-        if let Some(reason) = close {
-            let body = Value::map([("reason", Value::from(reason.clone()))]).to_bytes();
-            let mut frame = Vec::new();
-            let encoded =
-                packet::encode_packet(pid::CLOSE, &body, &conn.settings.compression, &mut frame);
-            let sent = encoded.is_ok() && write_all(&conn, &mut writer, &frame).await;
-            let _ = writer.flush().await;
-            conn.finish(reason);
-            if sent {
-                // The receiver of a close packet hangs up; wait for that instead of
-                // closing first: a peer that sees end-of-stream before it has read our
-                // close packet (the original reads and dispatches on different threads)
-                // would report a closed socket instead of our reason.
-                tokio::select! {
-                    () = tokio::time::sleep(conn.settings.linger) => {}
-                    () = conn.cancel.cancelled() => {}
-                }
-            }
-            break 'run WriterEnd::Closed;
-        }
-    };
-    if matches!(end, WriterEnd::Failed) {
-        conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
-    }
-    conn.cancel.cancel();
-    conn.task_ended();
 }
 
 /// The OS handle of a socket, for Python's `fileno()` (-1 where there is none).

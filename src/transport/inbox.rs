@@ -9,11 +9,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::connection::Conn;
+use super::peer::{deadline, wait_until};
 
 /// Severity of a [`Event::Log`] record (mapped to Python `logging` levels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,28 +150,13 @@ impl Inbox {
     /// most `timeout` (forever if `None`) or until [`Inbox::interrupt`]. Must be called
     /// without holding the GIL.
     pub fn take(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<Event> {
-        let deadline = timeout.map(|t| Instant::now() + t);
         let mut queue = self.lock();
         if wait {
             queue.waiting += 1;
-            while queue.events.is_empty() && !queue.interrupted {
-                queue = match deadline {
-                    None => self
-                        .available
-                        .wait(queue)
-                        .unwrap_or_else(|p| p.into_inner()),
-                    Some(deadline) => {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        self.available
-                            .wait_timeout(queue, deadline - now)
-                            .unwrap_or_else(|p| p.into_inner())
-                            .0
-                    }
-                };
-            }
+            queue = wait_until(&self.available, queue, deadline(timeout), |queue| {
+                !queue.events.is_empty() || queue.interrupted
+            })
+            .0;
             queue.waiting -= 1;
         }
         queue.interrupted = false;

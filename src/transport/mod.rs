@@ -16,7 +16,10 @@
 //!
 //! * [`runtime`]: the process-wide Tokio runtime, built on first use.
 //! * [`inbox`]: the ordered queue of events for one peer's Python side.
-//! * [`connection`]: one connection's shared state and its reader and writer tasks.
+//! * [`peer`]: what servers and clients share (inbox, settings, tables, starting a
+//!   connection, deadline waits).
+//! * [`connection`]: one connection's shared state, sending and closing.
+//! * `tasks`: the reader and writer task of each connection.
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
 //!
@@ -27,8 +30,10 @@
 pub mod client;
 pub mod connection;
 pub mod inbox;
+pub mod peer;
 pub mod runtime;
 pub mod server;
+mod tasks;
 
 #[cfg(test)]
 mod tests;

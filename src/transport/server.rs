@@ -5,17 +5,16 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{socket_handle as raw_fd, Conn, Role, Settings, SocketInfo};
-use super::inbox::Inbox;
+use super::connection::{socket_handle as raw_fd, Conn, Role};
+use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
-use crate::peer::handshake::{self, Action, Conntypes};
-use crate::peer::table::PacketTable;
+use crate::peer::handshake::{self, Action};
 use crate::protocol::msgpack::Value;
 
 /// Connections that may wait in the kernel's accept queue. The original used 100,
@@ -24,11 +23,8 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Everything a server shares between Python and its tasks.
 pub struct ServerShared {
-    /// Events for Python.
-    pub inbox: Arc<Inbox>,
-    settings: RwLock<Arc<Settings>>,
-    conntypes: RwLock<Conntypes>,
-    table: RwLock<PacketTable>,
+    /// Inbox, settings, connection types and packet table.
+    pub common: PeerCommon,
     /// Live connections by cid; a connection removes itself when its tasks end.
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Signalled whenever a connection leaves `conns`.
@@ -49,31 +45,13 @@ impl ServerShared {
     /// side registers the internal packets and the classic type on `initialize()`).
     pub fn new() -> Arc<ServerShared> {
         Arc::new(ServerShared {
-            inbox: Inbox::new(),
-            settings: RwLock::new(Arc::new(Settings::default())),
-            conntypes: RwLock::new(Conntypes::new()),
-            table: RwLock::new(PacketTable::new()),
+            common: PeerCommon::default(),
             conns: Mutex::new(HashMap::new()),
             conns_changed: Condvar::new(),
             next_cid: AtomicU64::new(1),
             accept_cancel: CancellationToken::new(),
             listener: Mutex::new(None),
         })
-    }
-
-    /// Replaces the settings used by connections accepted from now on.
-    pub fn configure(&self, settings: Settings) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
-    }
-
-    /// The packet table, for changes from Python's registry.
-    pub fn table(&self) -> &RwLock<PacketTable> {
-        &self.table
-    }
-
-    /// The connection types, for changes from Python.
-    pub fn conntypes(&self) -> &RwLock<Conntypes> {
-        &self.conntypes
     }
 
     /// A new unique client id.
@@ -131,7 +109,7 @@ impl ServerShared {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => self.adopt(stream, peer),
+                Ok((stream, _)) => self.adopt(stream),
                 // Out of file descriptors or a similar transient failure: back off
                 // instead of spinning; established connections carry on.
                 Err(_) => {
@@ -144,36 +122,14 @@ impl ServerShared {
         }
     }
 
-    fn adopt(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
-        let Ok(local) = stream.local_addr() else {
-            return;
-        };
-        let info = SocketInfo {
-            peer_addr: peer,
-            local_addr: local,
-            fd: raw_fd(&stream),
-        };
-        let (reader, writer) = stream.into_split();
-        let settings = self
-            .settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+    fn adopt(self: &Arc<Self>, stream: TcpStream) {
         let cid = self.gen_cid();
-        // Hold the table lock across spawn so that the connection is in the table
-        // before any of its events can be taken by Python.
+        // Hold the table lock while the connection starts, so that it is in the table
+        // before Python can take any of its events.
         let mut conns = lock(&self.conns);
-        let conn = Conn::spawn(
-            cid,
-            info,
-            reader,
-            writer,
-            settings,
-            self.inbox.clone(),
-            self.clone(),
-        );
-        conns.insert(cid, conn);
+        if let Ok(conn) = self.common.start_connection(cid, stream, self.clone()) {
+            conns.insert(cid, conn);
+        }
     }
 
     /// The live connection with this cid.
@@ -198,28 +154,11 @@ impl ServerShared {
     /// graceful close, once the peer hung up or the linger time passed), or until
     /// `timeout` passes; returns whether that happened. Call without the GIL.
     pub fn wait_all_gone(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut conns = lock(&self.conns);
-        loop {
-            if conns.is_empty() {
-                return true;
-            }
-            let wait = match deadline {
-                None => Duration::from_millis(100),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    (deadline - now).min(Duration::from_millis(100))
-                }
-            };
-            conns = self
-                .conns_changed
-                .wait_timeout(conns, wait)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let conns = lock(&self.conns);
+        wait_until(&self.conns_changed, conns, deadline(timeout), |conns| {
+            conns.is_empty()
+        })
+        .1
     }
 
     /// Stops accepting and ends every connection at once, reporting `reason`, except
@@ -231,14 +170,19 @@ impl ServerShared {
             conn.abort(reason.clone());
         }
         lock(&self.listener).take();
-        self.inbox.interrupt();
+        self.common.inbox.interrupt();
     }
 
     /// Runs the classic connection type's server-side `init` for `conn` (when a Python
     /// subclass of the classic type calls its base implementation).
     pub fn classic_init(&self, conn: &Arc<Conn>) {
-        let actions =
-            handshake::server_classic_init(&self.table.read().unwrap_or_else(|p| p.into_inner()));
+        let table = self
+            .common
+            .table()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let actions = handshake::server_classic_init(&table);
+        drop(table);
         conn.apply(actions);
     }
 }
@@ -249,8 +193,16 @@ impl Role for ServerShared {
     }
 
     fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action> {
-        let conntypes = self.conntypes.read().unwrap_or_else(|p| p.into_inner());
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        let conntypes = self
+            .common
+            .conntypes()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let table = self
+            .common
+            .table()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         handshake::server_packet(conn.state(), packet_id, msg, &conntypes, &table)
     }
 

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(5);
 fn server_with(packets: &[(&str, u32)]) -> (Arc<ServerShared>, SocketAddr) {
     let server = ServerShared::new();
     {
-        let mut table = server.table().write().unwrap();
+        let mut table = server.common.table().write().unwrap();
         for (name, id) in INTERNAL_PACKETS
             .iter()
             .copied()
@@ -30,6 +30,7 @@ fn server_with(packets: &[(&str, u32)]) -> (Arc<ServerShared>, SocketAddr) {
         }
     }
     server
+        .common
         .conntypes()
         .write()
         .unwrap()
@@ -46,7 +47,7 @@ fn client_with(packets: &[(&str, u32)]) -> Arc<ClientShared> {
         require_same_names: true,
     });
     {
-        let mut table = client.table().write().unwrap();
+        let mut table = client.common.table().write().unwrap();
         for (name, id) in INTERNAL_PACKETS
             .iter()
             .copied()
@@ -56,6 +57,7 @@ fn client_with(packets: &[(&str, u32)]) -> Arc<ClientShared> {
         }
     }
     client
+        .common
         .conntypes()
         .write()
         .unwrap()
@@ -90,11 +92,17 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     let conn = client.connect(&[addr], WAIT).unwrap();
     let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
     assert!(active, "the handshake did not complete");
-    assert_eq!(client.table().read().unwrap().id_of("test:a"), Some(64));
-    assert_eq!(client.table().read().unwrap().id_of("test:b"), Some(65));
+    assert_eq!(
+        client.common.table().read().unwrap().id_of("test:a"),
+        Some(64)
+    );
+    assert_eq!(
+        client.common.table().read().unwrap().id_of("test:b"),
+        Some(65)
+    );
 
     assert!(conn.queue_frame(frame(64, &Value::from("to the server"))));
-    let (cid, body) = wait_for(&server.inbox, |event| match event {
+    let (cid, body) = wait_for(&server.common.inbox, |event| match event {
         Event::Packet {
             conn,
             pid: 64,
@@ -112,7 +120,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     let big = Value::from("x".repeat(1 << 20));
     let server_conn = server.conn(cid).unwrap();
     assert!(server_conn.queue_frame(frame(65, &big)));
-    let body = wait_for(&client.inbox, |event| match event {
+    let body = wait_for(&client.common.inbox, |event| match event {
         Event::Packet { pid: 65, body, .. } => Some(body.clone()),
         _ => None,
     });
@@ -120,7 +128,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
 
     // A graceful close from the server: the client gets the reason.
     server_conn.close(Some("bye".to_owned()));
-    let reason = wait_for(&client.inbox, |event| match event {
+    let reason = wait_for(&client.common.inbox, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -137,7 +145,7 @@ fn registry_mismatch_closes_both_sides_with_the_reason() {
     let (server, addr) = server_with(&[("test:a", 64)]);
     let client = client_with(&[("test:a", 64), ("test:extra", 65)]);
     client.connect(&[addr], WAIT).unwrap();
-    let reason = wait_for(&server.inbox, |event| match event {
+    let reason = wait_for(&server.common.inbox, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -155,7 +163,7 @@ fn oversized_frame_closes_only_that_connection() {
 
     let mut hostile = std::net::TcpStream::connect(addr).unwrap();
     std::io::Write::write_all(&mut hostile, &u32::MAX.to_be_bytes()).unwrap();
-    let reason = wait_for(&server.inbox, |event| match event {
+    let reason = wait_for(&server.common.inbox, |event| match event {
         Event::Closed { reason, conn } if conn.cid != 1 => Some(reason.clone()),
         _ => None,
     });
@@ -164,7 +172,7 @@ fn oversized_frame_closes_only_that_connection() {
         .starts_with("protocolerror: frame of 4294967295 bytes"));
 
     assert!(honest_conn.queue_frame(frame(64, &Value::from("still fine"))));
-    wait_for(&server.inbox, |event| match event {
+    wait_for(&server.common.inbox, |event| match event {
         Event::Packet { pid: 64, .. } => Some(()),
         _ => None,
     });

@@ -1,0 +1,217 @@
+//! `Connection`: the handle of one connection that `ClientOnServer.conn` and
+//! `Client.sock` are. Reads its state, sends on it, closes it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use super::convert;
+use super::errors;
+use crate::transport::client::ClientShared;
+use crate::transport::connection::Conn;
+use crate::transport::peer::PeerCommon;
+use crate::transport::server::ServerShared;
+
+/// The peer a connection belongs to.
+#[derive(Clone)]
+pub(crate) enum Owner {
+    Server(Arc<ServerShared>),
+    Client(Arc<ClientShared>),
+}
+
+impl Owner {
+    /// The parts the server and client share.
+    pub(crate) fn common(&self) -> &PeerCommon {
+        match self {
+            Owner::Server(shared) => &shared.common,
+            Owner::Client(shared) => &shared.common,
+        }
+    }
+
+    /// A Python handle for `conn`.
+    pub(crate) fn handle<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &Arc<Conn>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(Bound::new(
+            py,
+            Connection {
+                conn: conn.clone(),
+                owner: self.clone(),
+            },
+        )?
+        .into_any())
+    }
+}
+
+/// A socket address as Python's `socket` module writes it.
+pub(crate) fn py_addr<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
+    match addr {
+        SocketAddr::V4(v4) => (v4.ip().to_string(), v4.port()).into_pyobject(py),
+        SocketAddr::V6(v6) => {
+            (v6.ip().to_string(), v6.port(), v6.flowinfo(), v6.scope_id()).into_pyobject(py)
+        }
+    }
+}
+
+/// One connection, as `ClientOnServer` (and `Client`) see it.
+#[pyclass(frozen, module = "peng3dnet._core")]
+pub(crate) struct Connection {
+    conn: Arc<Conn>,
+    owner: Owner,
+}
+
+#[pymethods]
+impl Connection {
+    /// Client id (0 on the client side).
+    #[getter]
+    fn cid(&self) -> u64 {
+        self.conn.cid
+    }
+
+    /// The state as Python sees it (`STATE_CLOSED` once the close is dispatched).
+    #[getter]
+    fn state(&self) -> u32 {
+        self.conn.visible_state()
+    }
+
+    /// Sets the state.
+    fn set_state(&self, value: u32) {
+        self.conn.set_state(value);
+    }
+
+    /// The connection type.
+    #[getter]
+    fn conntype(&self) -> String {
+        self.conn.conntype()
+    }
+
+    /// Sets the connection type.
+    fn set_conntype(&self, value: String) {
+        self.conn.set_conntype(value);
+    }
+
+    /// The `SSLSEC_*` level.
+    #[getter]
+    fn ssl_seclevel(&self) -> u32 {
+        self.conn.ssl_seclevel()
+    }
+
+    /// The remote address, as `socket.getpeername()` returns it.
+    fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        py_addr(py, &self.conn.peer_addr)
+    }
+
+    /// The local address, as `socket.getsockname()` returns it.
+    fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        py_addr(py, &self.conn.local_addr)
+    }
+
+    /// The socket's OS handle (-1 once unavailable).
+    fn fileno(&self) -> i64 {
+        if self.conn.is_finished() {
+            -1
+        } else {
+            self.conn.fd
+        }
+    }
+
+    /// Whether a close has started.
+    #[getter]
+    fn closing(&self) -> bool {
+        self.conn.is_closing()
+    }
+
+    /// Whether the connection is over.
+    #[getter]
+    fn finished(&self) -> bool {
+        self.conn.is_finished()
+    }
+
+    /// Bytes queued and not yet written.
+    #[getter]
+    fn queued_bytes(&self) -> usize {
+        self.conn.queued_bytes()
+    }
+
+    /// Why the connection ended (None while open).
+    #[getter]
+    fn close_reason(&self) -> Option<String> {
+        self.conn.close_reason()
+    }
+
+    /// Encodes and queues packet `pid`. Returns `False` if the connection is closing
+    /// (nothing was sent), else the frame if `want_frame`, else `True`.
+    #[pyo3(signature = (pid, msg, want_frame = false))]
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        pid: u32,
+        msg: &Bound<'py, PyAny>,
+        want_frame: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if self.conn.is_closing() {
+            return Ok(false.into_pyobject(py)?.to_owned().into_any());
+        }
+        let frame = convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
+        let copy = want_frame.then(|| PyBytes::new(py, &frame));
+        if !self.conn.queue_frame(frame) {
+            return Ok(false.into_pyobject(py)?.to_owned().into_any());
+        }
+        Ok(match copy {
+            Some(bytes) => bytes.into_any(),
+            None => true.into_pyobject(py)?.to_owned().into_any(),
+        })
+    }
+
+    /// The complete frame `send` would queue for `msg`, without queueing it.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        pid: u32,
+        msg: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let frame = convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
+        Ok(PyBytes::new(py, &frame))
+    }
+
+    /// Queues a frame made by `encode`. Returns false if the connection is closing.
+    fn queue(&self, frame: &[u8]) -> bool {
+        self.conn.queue_frame(bytes::Bytes::copy_from_slice(frame))
+    }
+
+    /// Closes gracefully: queued packets, then a close packet with `reason`.
+    #[pyo3(signature = (reason = None))]
+    fn close(&self, reason: Option<String>) {
+        self.conn.close(reason);
+    }
+
+    /// Ends the connection at once, without a close packet.
+    #[pyo3(signature = (reason = None))]
+    fn abort(&self, reason: Option<String>) {
+        self.conn.abort(reason);
+    }
+
+    /// Queues a raw packet (header and body) as if it had arrived on this connection.
+    fn inject(&self, py: Python<'_>, raw: &[u8]) -> PyResult<()> {
+        self.conn
+            .inject(raw)
+            .map_err(|err| errors::protocol_error(py, &err))
+    }
+
+    /// Python finished a connection type's `init`.
+    fn init_done(&self) {
+        self.conn.init_done();
+    }
+
+    /// Runs the classic connection type's `init` in the core.
+    fn classic_init(&self) {
+        match &self.owner {
+            Owner::Server(shared) => shared.classic_init(&self.conn),
+            Owner::Client(shared) => shared.classic_init(&self.conn),
+        }
+    }
+}

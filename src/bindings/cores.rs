@@ -1,0 +1,358 @@
+//! The network cores that `peng3dnet.net` drives: `PeerCore` holds what servers and
+//! clients share (configuration, registrations, the event queue); `ServerCore` and
+//! `ClientCore` extend it with listening and connecting. Every blocking wait (binding,
+//! connecting, waiting for events, for the handshake or for a close) releases the GIL.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+use super::codec::compression_level;
+use super::connection::{py_addr, Owner};
+use super::duration;
+use super::events::take_events;
+use crate::peer::handshake::ConntypeKind;
+use crate::protocol::packet::Compression;
+use crate::protocol::Limits;
+use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
+use crate::transport::connection::Settings;
+use crate::transport::server::ServerShared;
+
+/// Socket addresses from Python's `(host, port)` or `(host, port, flowinfo, scope_id)`
+/// tuples, whose host is a numeric IP (Python resolved names with `getaddrinfo`).
+fn socket_addrs(addrs: Vec<Bound<'_, PyTuple>>) -> PyResult<Vec<SocketAddr>> {
+    addrs
+        .iter()
+        .map(|tuple| {
+            let host: String = tuple.get_item(0)?.extract()?;
+            let port: u16 = tuple.get_item(1)?.extract()?;
+            let ip: IpAddr = host.parse().map_err(|_| {
+                PyValueError::new_err(format!("{host:?} is not a numeric IP address"))
+            })?;
+            Ok(match ip {
+                IpAddr::V6(v6) if tuple.len() >= 4 => {
+                    let flowinfo: u32 = tuple.get_item(2)?.extract()?;
+                    let scope: u32 = tuple.get_item(3)?.extract()?;
+                    SocketAddr::V6(SocketAddrV6::new(v6, port, flowinfo, scope))
+                }
+                ip => SocketAddr::new(ip, port),
+            })
+        })
+        .collect()
+}
+
+/// What servers and clients share; the base class of `ServerCore` and `ClientCore`.
+#[pyclass(subclass, frozen, module = "peng3dnet._core")]
+pub(crate) struct PeerCore {
+    owner: Owner,
+}
+
+#[pymethods]
+impl PeerCore {
+    /// Sets compression and limits for connections made from now on.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout))]
+    fn configure(
+        &self,
+        compress: bool,
+        compress_threshold: usize,
+        compress_level: i32,
+        max_frame_len: u32,
+        max_inflated_len: usize,
+        max_depth: usize,
+        max_container_len: Option<usize>,
+        inbox_limit: usize,
+        linger: f64,
+        close_timeout: f64,
+    ) -> PyResult<()> {
+        self.owner.common().configure(Settings {
+            limits: Limits {
+                max_frame_len,
+                max_inflated_len,
+                max_depth,
+                max_container_len: max_container_len.unwrap_or(usize::MAX),
+            },
+            compression: Compression {
+                enabled: compress,
+                threshold: compress_threshold,
+                level: compression_level(compress_level)?,
+            },
+            inbox_limit,
+            linger: duration(Some(linger))?.unwrap_or_default(),
+            close_timeout: duration(Some(close_timeout))?.unwrap_or(Duration::from_secs(10)),
+        });
+        Ok(())
+    }
+
+    /// Adds a packet to the table (sent in handshakes by a server, synced by a client).
+    fn register_packet(&self, name: &str, pid: u32) -> PyResult<()> {
+        let mut table = self
+            .owner
+            .common()
+            .table()
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        table
+            .insert(name, pid)
+            .map_err(|err| PyValueError::new_err(err.to_string()))
+    }
+
+    /// Removes a packet from the table.
+    fn unregister_packet(&self, name: &str) {
+        self.owner
+            .common()
+            .table()
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// Makes a connection type known; `native` means the core runs its `init`.
+    fn add_conntype(&self, name: String, native: bool) {
+        let kind = if native {
+            ConntypeKind::NativeClassic
+        } else {
+            ConntypeKind::Delegated
+        };
+        self.owner
+            .common()
+            .conntypes()
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, kind);
+    }
+
+    /// Takes queued events (see `events.rs`), waiting if asked.
+    #[pyo3(signature = (wait = false, timeout = None, max_events = 1024))]
+    fn take_events<'py>(
+        &self,
+        py: Python<'py>,
+        wait: bool,
+        timeout: Option<f64>,
+        max_events: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        take_events(py, &self.owner, wait, timeout, max_events)
+    }
+
+    /// Python finished dispatching the events it took.
+    fn dispatch_done(&self) {
+        self.owner.common().inbox.dispatch_done();
+    }
+
+    /// Wakes threads waiting in `take_events`.
+    fn interrupt(&self) {
+        self.owner.common().inbox.interrupt();
+    }
+}
+
+/// The core of a `Server`.
+#[pyclass(extends = PeerCore, frozen, module = "peng3dnet._core")]
+pub(crate) struct ServerCore {
+    shared: Arc<ServerShared>,
+}
+
+#[pymethods]
+impl ServerCore {
+    #[new]
+    fn py_new() -> PyClassInitializer<Self> {
+        let shared = ServerShared::new();
+        PyClassInitializer::from(PeerCore {
+            owner: Owner::Server(shared.clone()),
+        })
+        .add_subclass(ServerCore { shared })
+    }
+
+    /// Binds to the first address that works; returns the bound address.
+    fn bind<'py>(
+        &self,
+        py: Python<'py>,
+        addrs: Vec<Bound<'py, PyTuple>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let addrs = socket_addrs(addrs)?;
+        let shared = self.shared.clone();
+        let bound = py
+            .detach(move || shared.bind(&addrs))
+            .map_err(PyErr::from)?;
+        py_addr(py, &bound)
+    }
+
+    /// The listening socket's OS handle, or -1.
+    fn listener_fileno(&self) -> i64 {
+        self.shared.listener_fd()
+    }
+
+    /// Starts accepting connections.
+    fn start(&self) -> PyResult<()> {
+        self.shared
+            .start()
+            .map_err(|err| PyOSError::new_err(err.to_string()))
+    }
+
+    /// Stops accepting and ends every connection that is not already closing.
+    #[pyo3(signature = (reason = None))]
+    fn stop(&self, reason: Option<String>) {
+        self.shared.stop(reason);
+    }
+
+    /// Closes every connection gracefully.
+    #[pyo3(signature = (reason = None))]
+    fn close_all(&self, reason: Option<String>) {
+        self.shared.close_all(reason);
+    }
+
+    /// Waits (without the GIL) until every connection is gone.
+    #[pyo3(signature = (timeout = None))]
+    fn wait_all_gone(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = duration(timeout)?;
+        let shared = self.shared.clone();
+        Ok(py.detach(move || shared.wait_all_gone(timeout)))
+    }
+
+    /// Number of live connections.
+    #[getter]
+    fn connection_count(&self) -> usize {
+        self.shared.connection_count()
+    }
+
+    /// A new unique client id.
+    fn gen_cid(&self) -> u64 {
+        self.shared.gen_cid()
+    }
+
+    /// The handle of a live connection.
+    fn connection<'py>(&self, py: Python<'py>, cid: u64) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let owner = Owner::Server(self.shared.clone());
+        self.shared
+            .conn(cid)
+            .map(|conn| owner.handle(py, &conn))
+            .transpose()
+    }
+}
+
+/// The core of a `Client`.
+#[pyclass(extends = PeerCore, frozen, module = "peng3dnet._core")]
+pub(crate) struct ClientCore {
+    shared: Arc<ClientShared>,
+}
+
+#[pymethods]
+impl ClientCore {
+    #[new]
+    #[pyo3(signature = (target_conntype, autosync = true, require_same_names = true))]
+    fn py_new(
+        target_conntype: String,
+        autosync: bool,
+        require_same_names: bool,
+    ) -> PyClassInitializer<Self> {
+        let shared = ClientShared::new(ClientOptions {
+            target_conntype,
+            autosync,
+            require_same_names,
+        });
+        PyClassInitializer::from(PeerCore {
+            owner: Owner::Client(shared.clone()),
+        })
+        .add_subclass(ClientCore { shared })
+    }
+
+    /// Sets the handshake options.
+    fn set_options(&self, target_conntype: String, autosync: bool, require_same_names: bool) {
+        self.shared.set_options(ClientOptions {
+            target_conntype,
+            autosync,
+            require_same_names,
+        });
+    }
+
+    /// Changes whenever the handshake re-numbered the table.
+    #[getter]
+    fn table_epoch(&self) -> u64 {
+        self.shared.table_epoch()
+    }
+
+    /// The table as `(name, id)` pairs.
+    fn table(&self) -> Vec<(String, u32)> {
+        let table = self
+            .shared
+            .common
+            .table()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        table
+            .entries()
+            .map(|(name, id)| (name.to_owned(), id))
+            .collect()
+    }
+
+    /// Connects (without the GIL) to the first address that accepts; returns the
+    /// connection's handle. The handshake then runs in the background.
+    fn connect<'py>(
+        &self,
+        py: Python<'py>,
+        addrs: Vec<Bound<'py, PyTuple>>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let addrs = socket_addrs(addrs)?;
+        let timeout = duration(Some(timeout))?.unwrap_or(Duration::from_secs(30));
+        let shared = self.shared.clone();
+        match py.detach(move || shared.connect(&addrs, timeout)) {
+            Ok(conn) => Owner::Client(self.shared.clone()).handle(py, &conn),
+            Err(err) => {
+                self.shared.connect_failed(format!("connectfailed: {err}"));
+                Err(PyErr::from(err))
+            }
+        }
+    }
+
+    /// The connection's handle, once connected.
+    #[getter]
+    fn connection<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let owner = Owner::Client(self.shared.clone());
+        self.shared
+            .conn()
+            .map(|conn| owner.handle(py, &conn))
+            .transpose()
+    }
+
+    /// Waits (without the GIL) until the connection is active or over. Returns
+    /// `(active, closed, reason)`; neither is true if `timeout` passed first.
+    #[pyo3(signature = (timeout = None))]
+    fn wait_for_connection(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<(bool, bool, Option<String>)> {
+        let timeout = duration(timeout)?;
+        let shared = self.shared.clone();
+        let (status, _) = py.detach(move || {
+            shared.wait_until(timeout, |status, state| {
+                status.closed.is_some() || state.is_some_and(is_active_state)
+            })
+        });
+        let active = self
+            .shared
+            .conn()
+            .is_some_and(|c| is_active_state(c.state()) && !c.is_finished());
+        Ok((active, status.closed.is_some(), status.closed.flatten()))
+    }
+
+    /// Waits (without the GIL) until the connection is over; returns whether it is.
+    #[pyo3(signature = (timeout = None))]
+    fn wait_for_close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = duration(timeout)?;
+        let shared = self.shared.clone();
+        let (_, done) =
+            py.detach(move || shared.wait_until(timeout, |status, _| status.closed.is_some()));
+        Ok(done)
+    }
+
+    /// Ends the connection at once (unless it is closing gracefully) and wakes waiters.
+    #[pyo3(signature = (reason = None))]
+    fn stop(&self, reason: Option<String>) {
+        self.shared.stop(reason);
+    }
+}

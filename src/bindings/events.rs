@@ -1,0 +1,121 @@
+//! Turning inbox events into the tuples Python's dispatch loop reads, on the thread
+//! that calls `take_events` (which is also where packet bodies become Python objects):
+//!
+//! ```text
+//! (EV_CONNECTED, cid, Connection)          (EV_PACKET, cid, pid, flags, msg)
+//! (EV_SENT, cid, pid, msg, frame)          (EV_HANDSHAKE_COMPLETE, cid)
+//! (EV_INIT, cid, conntype)                 (EV_CLOSED, cid, reason)
+//! (EV_LOG, cid, level, message)
+//! ```
+//!
+//! A packet body Python cannot decode closes its connection (the peer broke the
+//! protocol) and becomes a log event; the connection's later packets are dropped.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::connection::Owner;
+use super::convert::{self, UnpackError};
+use super::duration;
+use crate::protocol::msgpack::ReadLimits;
+use crate::transport::inbox::{Event, LogLevel};
+
+pub(crate) const EV_CONNECTED: u8 = 0;
+pub(crate) const EV_PACKET: u8 = 1;
+pub(crate) const EV_SENT: u8 = 2;
+pub(crate) const EV_HANDSHAKE_COMPLETE: u8 = 3;
+pub(crate) const EV_INIT: u8 = 4;
+pub(crate) const EV_CLOSED: u8 = 5;
+pub(crate) const EV_LOG: u8 = 6;
+
+/// Python `logging` levels of log events.
+const LOG_INFO: u32 = 20;
+const LOG_WARNING: u32 = 30;
+
+/// Takes events from the owner's inbox (waiting without the GIL if asked) and converts
+/// them to tuples.
+pub(crate) fn take_events<'py>(
+    py: Python<'py>,
+    owner: &Owner,
+    wait: bool,
+    timeout: Option<f64>,
+    max_events: usize,
+) -> PyResult<Bound<'py, PyList>> {
+    let timeout = duration(timeout)?;
+    let inbox = owner.common().inbox.clone();
+    let batch = if wait {
+        py.detach(move || inbox.take(max_events, true, timeout))
+    } else {
+        inbox.take(max_events, false, None)
+    };
+    let events = PyList::empty(py);
+    for event in batch {
+        if let Some(tuple) = convert_event(py, owner, event)? {
+            events.append(tuple)?;
+        }
+    }
+    Ok(events)
+}
+
+fn convert_event<'py>(
+    py: Python<'py>,
+    owner: &Owner,
+    event: Event,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let cid = event.conn().cid;
+    let tuple = match event {
+        Event::Connected(conn) => {
+            (EV_CONNECTED, cid, owner.handle(py, &conn)?).into_pyobject(py)?
+        }
+        Event::Packet {
+            conn,
+            pid,
+            flags,
+            body,
+        } => {
+            if conn.input_rejected() {
+                return Ok(None);
+            }
+            let limits = ReadLimits::from(&conn.settings().limits);
+            match convert::unpack(py, &body, limits) {
+                Ok(msg) => (EV_PACKET, cid, pid, flags, msg).into_pyobject(py)?,
+                Err(err) => {
+                    let detail = match err {
+                        UnpackError::Decode(err) => err.to_string(),
+                        UnpackError::Python(err) => err.to_string(),
+                    };
+                    let reason = format!("protocolerror: invalid body of packet {pid}: {detail}");
+                    let message =
+                        format!("closing connection {cid} from {}: {reason}", conn.peer_addr);
+                    conn.reject_input(reason);
+                    (EV_LOG, cid, LOG_WARNING, message).into_pyobject(py)?
+                }
+            }
+        }
+        Event::Sent {
+            pid,
+            body,
+            frame,
+            conn,
+        } => {
+            let limits = ReadLimits::from(&conn.settings().limits);
+            let msg = convert::unpack(py, &body, limits).map_err(|err| match err {
+                UnpackError::Python(err) => err,
+                UnpackError::Decode(err) => PyValueError::new_err(err.to_string()),
+            })?;
+            (EV_SENT, cid, pid, msg, PyBytes::new(py, &frame)).into_pyobject(py)?
+        }
+        Event::HandshakeComplete(_) => (EV_HANDSHAKE_COMPLETE, cid).into_pyobject(py)?,
+        Event::DelegateInit { conntype, .. } => (EV_INIT, cid, conntype).into_pyobject(py)?,
+        Event::Closed { reason, .. } => (EV_CLOSED, cid, reason).into_pyobject(py)?,
+        Event::Log { level, message, .. } => {
+            let level = match level {
+                LogLevel::Info => LOG_INFO,
+                LogLevel::Warning => LOG_WARNING,
+            };
+            (EV_LOG, cid, level, message).into_pyobject(py)?
+        }
+    };
+    Ok(Some(tuple.into_any()))
+}

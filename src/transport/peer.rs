@@ -1,0 +1,120 @@
+//! What servers and clients share: the inbox their Python side drains, their settings,
+//! connection types and packet table, and how a connected stream becomes a
+//! [`Conn`].
+
+use std::io;
+use std::sync::{Arc, Condvar, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::connection::{socket_handle, Conn, Role, Settings, SocketInfo};
+use super::inbox::Inbox;
+use crate::peer::handshake::Conntypes;
+use crate::peer::table::PacketTable;
+
+/// The parts of a server or client that do not depend on its side.
+pub struct PeerCommon {
+    /// Events for Python.
+    pub inbox: Arc<Inbox>,
+    /// Settings for connections made from now on.
+    settings: RwLock<Arc<Settings>>,
+    /// Known connection types; set from Python.
+    conntypes: RwLock<Conntypes>,
+    /// Packet names and ids; set from Python's registry (the client's is re-numbered by
+    /// the handshake).
+    table: RwLock<PacketTable>,
+}
+
+impl Default for PeerCommon {
+    fn default() -> Self {
+        PeerCommon {
+            inbox: Inbox::new(),
+            settings: RwLock::new(Arc::new(Settings::default())),
+            conntypes: RwLock::new(Conntypes::new()),
+            table: RwLock::new(PacketTable::new()),
+        }
+    }
+}
+
+impl PeerCommon {
+    /// Replaces the settings used by connections made from now on.
+    pub fn configure(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+    }
+
+    /// The packet table.
+    pub fn table(&self) -> &RwLock<PacketTable> {
+        &self.table
+    }
+
+    /// The connection types.
+    pub fn conntypes(&self) -> &RwLock<Conntypes> {
+        &self.conntypes
+    }
+
+    /// Starts connection `cid` on a connected stream, with `role`'s rules. Must run
+    /// inside the runtime (it spawns the connection's tasks).
+    pub fn start_connection(
+        &self,
+        cid: u64,
+        stream: TcpStream,
+        role: Arc<dyn Role>,
+    ) -> io::Result<Arc<Conn>> {
+        // Small request/response packets must not wait for Nagle's algorithm.
+        stream.set_nodelay(true)?;
+        let info = SocketInfo {
+            peer_addr: stream.peer_addr()?,
+            local_addr: stream.local_addr()?,
+            fd: socket_handle(&stream),
+        };
+        let (reader, writer) = stream.into_split();
+        let settings = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(Conn::spawn(
+            cid,
+            info,
+            reader,
+            writer,
+            settings,
+            self.inbox.clone(),
+            role,
+        ))
+    }
+}
+
+/// Waits on `condvar` until `done` holds or `deadline` passes (never, if `None`);
+/// returns the guard and whether `done` held. Call without the GIL.
+pub fn wait_until<'a, T>(
+    condvar: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&mut guard) {
+            return (guard, true);
+        }
+        guard = match deadline {
+            None => condvar.wait(guard).unwrap_or_else(|p| p.into_inner()),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return (guard, false);
+                }
+                condvar
+                    .wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+/// The deadline `timeout` from now (`None`: no deadline).
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}

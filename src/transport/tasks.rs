@@ -1,0 +1,171 @@
+//! The two tasks of a connection: the reader (bytes -> frames -> handshake rules and
+//! inbox) and the writer (outbox -> socket, small frames batched into one write).
+//! Either ending cancels the other; see [`super::connection`] for the close protocol.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::connection::{Conn, Outbound};
+use crate::peer::constants::{pid, reason};
+use crate::protocol::msgpack::{ReadLimits, Value};
+use crate::protocol::packet;
+use crate::protocol::FrameDecoder;
+
+/// Frames smaller than this are copied into one buffer and written together.
+const BATCH_LIMIT: usize = 64 * 1024;
+
+pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader: R) {
+    let settings = conn.settings().clone();
+    let read_limits = ReadLimits::from(&settings.limits);
+    let mut decoder = FrameDecoder::new(settings.limits.max_frame_len);
+    let mut drain = vec![0u8; 16 * 1024];
+    // After a protocol error or once the connection is over, input is read and dropped.
+    let mut discarding = false;
+    loop {
+        discarding = discarding || conn.is_finished() || conn.input_rejected();
+        let read = if discarding {
+            tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                read = reader.read(&mut drain) => read,
+            }
+        } else {
+            conn.wait_for_inbox_room().await;
+            tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                read = reader.read_buf(decoder.read_buffer()) => read,
+            }
+        };
+        match read {
+            Ok(0) | Err(_) => {
+                conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
+                break;
+            }
+            Ok(_) if discarding => continue,
+            Ok(_) => {}
+        }
+        loop {
+            match decoder.decode() {
+                Ok(Some(frame)) => {
+                    if let Err(err) = conn.handle_frame(frame, read_limits).await {
+                        conn.protocol_error(&err);
+                        discarding = true;
+                        break;
+                    }
+                    if conn.is_finished() {
+                        discarding = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    conn.protocol_error(&err.into());
+                    discarding = true;
+                    break;
+                }
+            }
+        }
+    }
+    conn.cancel.cancel();
+    conn.task_ended();
+}
+
+/// Why the writer stopped.
+enum WriterEnd {
+    /// Cancelled, or every sender is gone.
+    Stopped,
+    /// A write failed: the peer is gone.
+    Failed,
+    /// A close packet was sent.
+    Closed,
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u8]) -> bool {
+    if data.is_empty() {
+        return true;
+    }
+    tokio::select! {
+        () = conn.cancel.cancelled() => false,
+        result = writer.write_all(data) => result.is_ok(),
+    }
+}
+
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: Arc<Conn>,
+    mut writer: W,
+    mut outbox: mpsc::UnboundedReceiver<Outbound>,
+) {
+    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_LIMIT);
+    let end = 'run: loop {
+        let first = tokio::select! {
+            biased;
+            () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
+            item = outbox.recv() => item,
+        };
+        let Some(mut item) = first else {
+            break 'run WriterEnd::Stopped;
+        };
+        let mut close = None;
+        batch.clear();
+        loop {
+            match item {
+                Outbound::Frame(frame) => {
+                    if frame.len() >= BATCH_LIMIT {
+                        // Large frames are written from their own buffer, not copied.
+                        let ok = write_all(&conn, &mut writer, &batch).await
+                            && write_all(&conn, &mut writer, &frame).await;
+                        batch.clear();
+                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
+                        if !ok {
+                            break 'run WriterEnd::Failed;
+                        }
+                    } else {
+                        batch.extend_from_slice(&frame);
+                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
+                    }
+                }
+                Outbound::Close(reason) => {
+                    close = Some(reason);
+                    break;
+                }
+            }
+            if batch.len() >= BATCH_LIMIT {
+                break;
+            }
+            match outbox.try_recv() {
+                Ok(next) => item = next,
+                Err(_) => break,
+            }
+        }
+        if !write_all(&conn, &mut writer, &batch).await {
+            break 'run WriterEnd::Failed;
+        }
+        if let Some(reason) = close {
+            let body = Value::map([("reason", Value::from(reason.clone()))]).to_bytes();
+            let mut frame = Vec::new();
+            let encoded =
+                packet::encode_packet(pid::CLOSE, &body, &conn.settings().compression, &mut frame);
+            let sent = encoded.is_ok() && write_all(&conn, &mut writer, &frame).await;
+            let _ = writer.flush().await;
+            conn.finish(reason);
+            if sent {
+                // The receiver of a close packet hangs up; wait for that instead of
+                // closing first: a peer that sees end-of-stream before it has read our
+                // close packet (the original reads and dispatches on different threads)
+                // would report a closed socket instead of our reason.
+                tokio::select! {
+                    () = tokio::time::sleep(conn.settings().linger) => {}
+                    () = conn.cancel.cancelled() => {}
+                }
+            }
+            break 'run WriterEnd::Closed;
+        }
+    };
+    if matches!(end, WriterEnd::Failed) {
+        conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
+    }
+    conn.cancel.cancel();
+    conn.task_ended();
+}
