@@ -10,7 +10,8 @@
 //!   No I/O, no clock, no Python.
 //! * [`peer`]: the handshake state machines and the packet table: internal packets
 //!   in, actions out. No I/O either.
-//! * `bindings` (private): the only PyO3 code. The `peng3dnet._core` extension module:
+//! * `bindings` (private; cargo feature `python`, on by default): the only PyO3 code.
+//!   The `peng3dnet._core` extension module:
 //!   msgpack <-> Python object conversion and the codec classes the Python package uses.
 //!
 //! The pure-Python package in `python/peng3dnet` keeps every import path of the
@@ -20,4 +21,5 @@ pub mod peer;
 pub mod protocol;
 pub mod transport;
 
+#[cfg(feature = "python")]
 mod bindings;

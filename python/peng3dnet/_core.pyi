@@ -22,6 +22,9 @@ _Event = tuple[Any, ...]
 def build_info() -> dict[str, str]:
     """What the core was built from: version, profile, target, zlib backend."""
 
+def runtime_tasks() -> Optional[int]:
+    """Tasks alive on the network runtime; None before the first bind or connect."""
+
 def packb(obj: Any) -> bytes:
     """Encode ``obj`` exactly as ``msgpack.packb(obj)`` does."""
 
@@ -75,6 +78,8 @@ class Connection:
     def queued_bytes(self) -> int: ...
     @property
     def close_reason(self) -> Optional[str]: ...
+    def traffic(self) -> tuple[int, int, int, int]:
+        """(bytes read, frames decoded, frames queued, bytes written) so far."""
     def send(
         self, pid: int, msg: Any, want_frame: bool = False
     ) -> Union[Literal[False], Literal[True], bytes]:
@@ -108,6 +113,9 @@ class PeerCore:
         inbox_limit: int,
         linger: float,
         close_timeout: float,
+        handshake_timeout: Optional[float],
+        idle_timeout: Optional[float],
+        write_queue_limit: int,
     ) -> None: ...
     def register_packet(self, name: str, pid: int) -> None: ...
     def unregister_packet(self, name: str) -> None: ...
@@ -125,6 +133,7 @@ class ServerCore(PeerCore):
     def start(self) -> None: ...
     def stop(self, reason: Optional[str] = None) -> None: ...
     def close_all(self, reason: Optional[str] = None) -> None: ...
+    def set_max_connections(self, limit: int) -> None: ...
     def wait_all_gone(self, timeout: Optional[float] = None) -> bool: ...
     @property
     def connection_count(self) -> int: ...

@@ -176,10 +176,18 @@ DEFAULT_CONFIG = {
     "net.limits.max_container": None,
     # Bytes of one connection's packets that may wait for process() before reading pauses
     "net.limits.inbox": 16 * 1024 * 1024,
+    # Bytes that may wait to be sent to one peer; a peer that lets more pile up is dropped
+    "net.limits.write_queue": 64 * 1024 * 1024,
+    # Connections a server keeps at once; more are refused with the reason "serverfull"
+    "net.limits.max_connections": 10000,
     # Timeouts in seconds
     "net.timeout.connect": 30.0,
     "net.timeout.close": 10.0,
     "net.timeout.linger": 2.0,
     "net.timeout.shutdown": 10.0,
+    # A connection must complete its handshake this soon; None or 0: no limit
+    "net.timeout.handshake": 10.0,
+    # Close a connection from which nothing arrives this long; None or 0: never
+    "net.timeout.idle": None,
 }
 """Default value of every configuration option."""

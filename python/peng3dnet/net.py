@@ -86,6 +86,11 @@ def _resolve(addr, passive):
     return found
 
 
+def _optional_seconds(value):
+    """A timeout option: ``None`` or 0 means "no limit"."""
+    return float(value) if value else None
+
+
 def _overrides(obj, name, base):
     """Whether ``obj``'s ``name`` method differs from ``base``'s (or is set on the object)."""
     return name in getattr(obj, "__dict__", {}) or getattr(type(obj), name, None) is not getattr(base, name)
@@ -184,6 +189,9 @@ class _Peer:
             "inbox_limit": int(cfg["net.limits.inbox"]),
             "linger": float(cfg["net.timeout.linger"]),
             "close_timeout": float(cfg["net.timeout.close"]),
+            "handshake_timeout": _optional_seconds(cfg["net.timeout.handshake"]),
+            "idle_timeout": _optional_seconds(cfg["net.timeout.idle"]),
+            "write_queue_limit": int(cfg["net.limits.write_queue"]),
         }
 
     def _check_ssl(self):
@@ -298,9 +306,11 @@ class _Peer:
         """
         core = self._core
         handled = 0
-        events = core.take_events(wait, timeout, _BATCH)
         try:
-            for _ in range(_MAX_BATCHES):
+            for batch in range(_MAX_BATCHES):
+                # Only the first take waits. A batch is taken only when it will be
+                # dispatched: taken events are no longer in the core's queue.
+                events = core.take_events(wait and batch == 0, timeout, _BATCH)
                 if not events:
                     break
                 self._before_dispatch()
@@ -313,7 +323,6 @@ class _Peer:
                         )
                 if len(events) < _BATCH:
                     break
-                events = core.take_events(False, None, _BATCH)
         finally:
             core.dispatch_done()
         return handled
@@ -463,6 +472,7 @@ class Server(_Peer):
                 return
             self._check_ssl()
             self._core.configure(**self._settings())
+            self._core.set_max_connections(int(self.cfg["net.limits.max_connections"]))
             bound = self._core.bind(_resolve(self.addr, passive=True))
             self.sock = _ListeningSocket(self, bound)
             self._is_bound = True

@@ -137,6 +137,12 @@ impl Connection {
         self.conn.queued_bytes()
     }
 
+    /// Traffic so far: (bytes read, frames decoded, frames queued, bytes written).
+    fn traffic(&self) -> (u64, u64, u64, u64) {
+        let t = self.conn.traffic();
+        (t.bytes_in, t.frames_in, t.frames_queued, t.bytes_out)
+    }
+
     /// Why the connection ended (None while open).
     #[getter]
     fn close_reason(&self) -> Option<String> {

@@ -55,7 +55,7 @@ pub(crate) struct PeerCore {
 impl PeerCore {
     /// Sets compression and limits for connections made from now on.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout))]
+    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout, handshake_timeout, idle_timeout, write_queue_limit))]
     fn configure(
         &self,
         compress: bool,
@@ -68,6 +68,9 @@ impl PeerCore {
         inbox_limit: usize,
         linger: f64,
         close_timeout: f64,
+        handshake_timeout: Option<f64>,
+        idle_timeout: Option<f64>,
+        write_queue_limit: usize,
     ) -> PyResult<()> {
         self.owner.common().configure(Settings {
             limits: Limits {
@@ -84,6 +87,9 @@ impl PeerCore {
             inbox_limit,
             linger: duration(Some(linger))?.unwrap_or_default(),
             close_timeout: duration(Some(close_timeout))?.unwrap_or(Duration::from_secs(10)),
+            handshake_timeout: duration(handshake_timeout)?,
+            idle_timeout: duration(idle_timeout)?,
+            write_queue_limit,
         });
         Ok(())
     }
@@ -210,6 +216,12 @@ impl ServerCore {
         let timeout = duration(timeout)?;
         let shared = self.shared.clone();
         Ok(py.detach(move || shared.wait_all_gone(timeout)))
+    }
+
+    /// Sets the most connections the server keeps at once; more are refused with a
+    /// close packet "serverfull".
+    fn set_max_connections(&self, limit: usize) {
+        self.shared.set_max_connections(limit);
     }
 
     /// Number of live connections.

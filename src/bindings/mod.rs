@@ -57,12 +57,19 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(info)
 }
 
+/// Tasks alive on the network runtime, or `None` before the first bind or connect.
+#[pyfunction]
+fn runtime_tasks() -> Option<usize> {
+    crate::transport::runtime::alive_tasks()
+}
+
 // The GIL stays in use until the core has been audited for free-threaded Python.
 #[pymodule(gil_used = true)]
 #[pyo3(name = "_core")]
 fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime_tasks, m)?)?;
     codec::register(m)?;
     m.add_class::<connection::Connection>()?;
     m.add_class::<cores::PeerCore>()?;

@@ -64,4 +64,12 @@ pub mod reason {
     pub const INVALID_HANDSHAKE: &str = "invalidhandshake";
     /// The socket was closed without a close packet.
     pub const SOCKET_CLOSE: &str = "socketclose";
+    /// The handshake did not complete in time.
+    pub const HANDSHAKE_TIMEOUT: &str = "handshaketimeout";
+    /// Nothing arrived for longer than the idle timeout.
+    pub const IDLE_TIMEOUT: &str = "idletimeout";
+    /// The peer did not read what we sent; the write queue hit its limit.
+    pub const WRITE_QUEUE_FULL: &str = "writequeuefull";
+    /// The server has as many connections as it allows.
+    pub const SERVER_FULL: &str = "serverfull";
 }

@@ -106,10 +106,10 @@ impl ClientShared {
             Err(last_error)
         })?;
         let _runtime = runtime().enter();
-        let mut slot = lock(&self.conn);
+        // Not under the `conn` lock: starting the connection takes the `status` lock
+        // (state changes wake waiters), and waiters take `status` before `conn`.
         let conn = self.common.start_connection(0, stream, self.clone())?;
-        *slot = Some(conn.clone());
-        drop(slot);
+        *lock(&self.conn) = Some(conn.clone());
         lock(&self.status).connected = true;
         self.status_changed.notify_all();
         Ok(conn)

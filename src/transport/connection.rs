@@ -13,7 +13,7 @@
 //! at once. [`Conn::abort`] ends everything at once without a close packet.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Event, Inbox, LogLevel};
 use super::tasks;
-use crate::peer::constants::{pid, state, CONNTYPE_NOTSET};
+use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
 use crate::peer::handshake::Action;
 use crate::peer::table::PacketTable;
 use crate::protocol::msgpack::{ReadLimits, Value};
@@ -47,6 +47,16 @@ pub struct Settings {
     pub linger: Duration,
     /// Longest a graceful close may take (flushing included) before it becomes an abort.
     pub close_timeout: Duration,
+    /// A connection that has not reached `STATE_ACTIVE` (or beyond) this long after it
+    /// started is closed with "handshaketimeout"; `None`: never.
+    pub handshake_timeout: Option<Duration>,
+    /// A connection from which nothing arrives for this long is closed with
+    /// "idletimeout"; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes that may wait to be written to one connection. A peer that lets more pile
+    /// up is not reading: the connection is dropped with "writequeuefull". (One frame
+    /// larger than this is still accepted into an empty queue.)
+    pub write_queue_limit: usize,
 }
 
 impl Default for Settings {
@@ -57,6 +67,9 @@ impl Default for Settings {
             inbox_limit: 16 * 1024 * 1024,
             linger: Duration::from_secs(2),
             close_timeout: Duration::from_secs(10),
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: None,
+            write_queue_limit: 64 * 1024 * 1024,
         }
     }
 }
@@ -130,6 +143,50 @@ pub struct Conn {
     inbox_drained: Notify,
     /// Reader and writer tasks still running.
     tasks_alive: AtomicU8,
+    /// Traffic counters (for statistics and diagnosis).
+    pub(super) traffic: Traffic,
+}
+
+/// What went through one connection so far. Relaxed counters: each is exact, but a
+/// snapshot of several is not taken atomically.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes read from the socket.
+    pub bytes_in: AtomicU64,
+    /// Frames decoded from those bytes.
+    pub frames_in: AtomicU64,
+    /// Frames queued for sending.
+    pub frames_queued: AtomicU64,
+    /// Bytes handed to the socket.
+    pub bytes_out: AtomicU64,
+}
+
+/// A snapshot of [`Traffic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrafficSnapshot {
+    /// Bytes read from the socket.
+    pub bytes_in: u64,
+    /// Frames decoded.
+    pub frames_in: u64,
+    /// Frames queued for sending.
+    pub frames_queued: u64,
+    /// Bytes handed to the socket.
+    pub bytes_out: u64,
+}
+
+impl Traffic {
+    pub(super) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> TrafficSnapshot {
+        TrafficSnapshot {
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            frames_in: self.frames_in.load(Ordering::Relaxed),
+            frames_queued: self.frames_queued.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for Conn {
@@ -196,12 +253,16 @@ impl Conn {
             inbox_bytes: AtomicUsize::new(0),
             inbox_drained: Notify::new(),
             tasks_alive: AtomicU8::new(2),
+            traffic: Traffic::default(),
         });
         conn.inbox.push(Event::Connected(conn.clone()));
         let start = conn.role.start(&conn);
         conn.apply(start);
         tokio::spawn(tasks::read_loop(conn.clone(), reader));
         tokio::spawn(tasks::write_loop(conn.clone(), writer, rx));
+        if let Some(timeout) = conn.settings.handshake_timeout {
+            tokio::spawn(handshake_deadline(conn.clone(), timeout));
+        }
         conn
     }
 
@@ -272,6 +333,11 @@ impl Conn {
         self.out_bytes.load(Ordering::SeqCst)
     }
 
+    /// What went through the connection so far.
+    pub fn traffic(&self) -> TrafficSnapshot {
+        self.traffic.snapshot()
+    }
+
     /// The peer's shared settings.
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
@@ -280,16 +346,32 @@ impl Conn {
     // --- sending --------------------------------------------------------------------
 
     /// Queues a complete frame. Returns false if the connection is closing.
-    pub fn queue_frame(&self, frame: Bytes) -> bool {
+    pub fn queue_frame(self: &Arc<Self>, frame: Bytes) -> bool {
         if self.is_closing() {
             return false;
         }
         let len = frame.len();
-        self.out_bytes.fetch_add(len, Ordering::SeqCst);
+        let queued = self.out_bytes.fetch_add(len, Ordering::SeqCst);
+        if queued > 0 && queued + len > self.settings.write_queue_limit {
+            // The peer is not reading what we send: waiting for it would let memory
+            // grow without bound, and a close packet could not get through either.
+            self.out_bytes.fetch_sub(len, Ordering::SeqCst);
+            self.inbox.push(Event::Log {
+                conn: self.clone(),
+                level: LogLevel::Warning,
+                message: format!(
+                    "dropping connection {} from {}: it does not read ({queued} bytes waiting)",
+                    self.cid, self.peer_addr
+                ),
+            });
+            self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
+            return false;
+        }
         if self.outbox.send(Outbound::Frame(frame)).is_err() {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             return false;
         }
+        Traffic::add(&self.traffic.frames_queued, 1);
         true
     }
 
@@ -545,6 +627,25 @@ impl Conn {
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
         }
+    }
+}
+
+/// Closes `conn` with "handshaketimeout" if it is not active `timeout` after it began.
+async fn handshake_deadline(conn: Arc<Conn>, timeout: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(timeout) => {}
+        () = conn.cancel.cancelled() => return,
+    }
+    if !conn.is_closing() && conn.state() < state::ACTIVE {
+        conn.inbox.push(Event::Log {
+            conn: conn.clone(),
+            level: LogLevel::Info,
+            message: format!(
+                "closing connection {} from {}: no handshake within {timeout:?}",
+                conn.cid, conn.peer_addr
+            ),
+        });
+        conn.close(Some(reason::HANDSHAKE_TIMEOUT.to_owned()));
     }
 }
 

@@ -30,3 +30,9 @@ pub fn runtime() -> &'static Runtime {
             .expect("the Tokio runtime could not start (out of threads or file descriptors?)")
     })
 }
+
+/// Tasks alive on the runtime (connection readers, writers, timers), or `None` if the
+/// runtime has not been started. For leak checks and diagnostics.
+pub fn alive_tasks() -> Option<usize> {
+    RUNTIME.get().map(|rt| rt.metrics().num_alive_tasks())
+}

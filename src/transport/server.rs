@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::connection::{socket_handle as raw_fd, Conn, Role};
 use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
+use crate::peer::constants::{pid, reason};
 use crate::peer::handshake::{self, Action};
 use crate::protocol::msgpack::Value;
+use crate::protocol::packet::{self, Compression};
 
 /// Connections that may wait in the kernel's accept queue. The original used 100,
 /// which drops connection attempts under a burst; the kernel caps this at somaxconn.
@@ -30,6 +32,8 @@ pub struct ServerShared {
     /// Signalled whenever a connection leaves `conns`.
     conns_changed: Condvar,
     next_cid: AtomicU64,
+    /// Connections beyond this many are refused with a close packet "serverfull".
+    max_connections: AtomicUsize,
     /// Stops the accept loop.
     accept_cancel: CancellationToken,
     /// The bound listener, until the accept loop takes it.
@@ -49,6 +53,7 @@ impl ServerShared {
             conns: Mutex::new(HashMap::new()),
             conns_changed: Condvar::new(),
             next_cid: AtomicU64::new(1),
+            max_connections: AtomicUsize::new(usize::MAX),
             accept_cancel: CancellationToken::new(),
             listener: Mutex::new(None),
         })
@@ -122,11 +127,21 @@ impl ServerShared {
         }
     }
 
+    /// Sets the most connections kept at once.
+    pub fn set_max_connections(&self, limit: usize) {
+        self.max_connections.store(limit, Ordering::SeqCst);
+    }
+
     fn adopt(self: &Arc<Self>, stream: TcpStream) {
-        let cid = self.gen_cid();
         // Hold the table lock while the connection starts, so that it is in the table
         // before Python can take any of its events.
         let mut conns = lock(&self.conns);
+        if conns.len() >= self.max_connections.load(Ordering::SeqCst) {
+            drop(conns);
+            tokio::spawn(refuse(stream, reason::SERVER_FULL));
+            return;
+        }
+        let cid = self.gen_cid();
         if let Ok(conn) = self.common.start_connection(cid, stream, self.clone()) {
             conns.insert(cid, conn);
         }
@@ -184,6 +199,20 @@ impl ServerShared {
         let actions = handshake::server_classic_init(&table);
         drop(table);
         conn.apply(actions);
+    }
+}
+
+/// Tells a connection we will not serve why (a close packet), then hangs up.
+async fn refuse(mut stream: TcpStream, why: &'static str) {
+    use tokio::io::AsyncWriteExt;
+    let body = Value::map([("reason", Value::from(why))]).to_bytes();
+    let mut frame = Vec::new();
+    if packet::encode_packet(pid::CLOSE, &body, &Compression::default(), &mut frame).is_ok() {
+        let write = async {
+            let _ = stream.write_all(&frame).await;
+            let _ = stream.shutdown().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
     }
 }
 

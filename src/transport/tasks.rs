@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::connection::{Conn, Outbound};
+use super::connection::{Conn, Outbound, Traffic};
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet;
@@ -33,9 +33,26 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader:
             }
         } else {
             conn.wait_for_inbox_room().await;
+            let buffer = decoder.read_buffer();
+            // `None` when the idle timeout passed before anything arrived.
+            let read = async {
+                match settings.idle_timeout {
+                    Some(idle) => tokio::time::timeout(idle, reader.read_buf(buffer))
+                        .await
+                        .ok(),
+                    None => Some(reader.read_buf(buffer).await),
+                }
+            };
             tokio::select! {
                 () = conn.cancel.cancelled() => break,
-                read = reader.read_buf(decoder.read_buffer()) => read,
+                read = read => match read {
+                    Some(read) => read,
+                    None => {
+                        conn.close(Some(reason::IDLE_TIMEOUT.to_owned()));
+                        discarding = true;
+                        continue;
+                    }
+                },
             }
         };
         match read {
@@ -44,11 +61,12 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader:
                 break;
             }
             Ok(_) if discarding => continue,
-            Ok(_) => {}
+            Ok(n) => Traffic::add(&conn.traffic.bytes_in, n),
         }
         loop {
             match decoder.decode() {
                 Ok(Some(frame)) => {
+                    Traffic::add(&conn.traffic.frames_in, 1);
                     if let Err(err) = conn.handle_frame(frame, read_limits).await {
                         conn.protocol_error(&err);
                         discarding = true;
@@ -86,10 +104,14 @@ async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u
     if data.is_empty() {
         return true;
     }
-    tokio::select! {
+    let written = tokio::select! {
         () = conn.cancel.cancelled() => false,
         result = writer.write_all(data) => result.is_ok(),
+    };
+    if written {
+        Traffic::add(&conn.traffic.bytes_out, data.len());
     }
+    written
 }
 
 pub(super) async fn write_loop<W: AsyncWrite + Unpin>(

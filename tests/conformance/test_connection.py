@@ -402,3 +402,22 @@ def test_print_packet_prints(net, capsys):
     client = net.client(server, C)
     client.send_message("test:print", {"shown": 42})
     assert wait_until(lambda: "42" in capsys.readouterr().out)
+
+
+@pytest.mark.ours_only
+def test_process_loses_nothing_when_batches_are_full(net, monkeypatch):
+    # process() takes queued events in batches and stops after a few full ones so that a
+    # busy stream cannot keep it from returning; what it leaves must stay queued for the
+    # next call. Tiny batches make the limit easy to reach.
+    monkeypatch.setattr(peng3dnet.net, "_BATCH", 4)
+    monkeypatch.setattr(peng3dnet.net, "_MAX_BATCHES", 2)
+    server = net.server(EchoServer, process=False)
+    net.client(server, EchoClient, wait=False)
+    assert wait_until(lambda: server.process() is not None and len(server.clients) == 1)
+    (cid,) = server.clients
+    server.receive_data(injected_stream(server, 50), cid)
+    received = server.test_packets["test:other"].received
+    for _ in range(100):
+        if server.process() == 0 and len(received) >= 50:
+            break
+    assert len(received) == 50
