@@ -231,3 +231,38 @@ def test_serve_stops_on_ctrl_c_and_tells_clients_why(serve):
         assert "stopped; 1 client(s) were told why" in out
     finally:
         harness.close()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tls_certs import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def test_tls_serve_and_ping(serve, pki):
+    _, port = serve("--tls-cert", pki["self_signed"], "--tls-key", pki["self_signed_key"])
+    target = f"127.0.0.1:{port}"
+    pinned = run("ping", target, "-c", "1", "--cafile", pki["self_signed"], "--json")
+    assert pinned.returncode == 0, pinned.stderr
+    assert json.loads(pinned.stdout)["received"] == 1
+    assert run("ping", target, "-c", "1", "--tls").returncode == 0  # encrypted, unverified
+    wrong_ca = run("ping", target, "-c", "1", "--cafile", pki["ca"])
+    assert wrong_ca.returncode == 1
+    assert "not trusted" in wrong_ca.stdout
+    plain = run("ping", target, "-c", "1")
+    assert plain.returncode == 1
+    assert "tlsrequired" in plain.stdout
+
+
+def test_tls_options_are_checked(pki, tmp_path):
+    result = run("serve", "--port", "0", "--tls-cert", pki["server"])
+    assert result.returncode == 2
+    assert "--tls-cert and --tls-key go together" in result.stderr
+    missing = str(tmp_path / "missing.pem")
+    result = run("serve", "--port", "0", "--tls-cert", missing, "--tls-key", pki["server_key"])
+    assert result.returncode == 2
+    assert "missing.pem" in result.stderr and "Traceback" not in result.stderr
+    result = run("ping", "127.0.0.1:1", "--cafile", missing)
+    assert result.returncode == 2
+    assert "missing.pem" in result.stderr and "Traceback" not in result.stderr

@@ -133,6 +133,16 @@ class ServerCore(PeerCore):
     def start(self) -> None: ...
     def stop(self, reason: Optional[str] = None) -> None: ...
     def close_all(self, reason: Optional[str] = None) -> None: ...
+    def configure_tls(
+        self,
+        enabled: bool,
+        *,
+        certfile: Optional[str] = None,
+        keyfile: Optional[str] = None,
+        client_ca: Optional[str] = None,
+        require_client_cert: bool = True,
+    ) -> None:
+        """Use TLS for connections accepted from now on; raises TLSConfigError."""
     def set_max_connections(self, limit: int) -> None: ...
     def wait_all_gone(self, timeout: Optional[float] = None) -> bool: ...
     @property
@@ -148,7 +158,19 @@ class ClientCore(PeerCore):
     @property
     def table_epoch(self) -> int: ...
     def table(self) -> list[tuple[str, int]]: ...
-    def connect(self, addrs: list[_Addr], timeout: float) -> Connection: ...
+    def configure_tls(
+        self,
+        enabled: bool,
+        *,
+        ca: Optional[str] = None,
+        require_verified: bool = False,
+        check_hostname: bool = False,
+        certfile: Optional[str] = None,
+        keyfile: Optional[str] = None,
+    ) -> None:
+        """Use TLS for the next connection; raises TLSConfigError."""
+    def connect(self, addrs: list[_Addr], timeout: float, host: str) -> Connection:
+        """Connect (TLS handshake with ``host`` included); raises OSError or TLSError."""
     @property
     def connection(self) -> Optional[Connection]: ...
     def wait_for_connection(self, timeout: Optional[float] = None) -> tuple[bool, bool, Optional[str]]: ...

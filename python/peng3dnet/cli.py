@@ -106,9 +106,20 @@ class DemoServer(ping.PingableServerMixin, net.Server):
 
 
 def _serve(args):
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise _UsageError("--tls-cert and --tls-key go together")
+    cfg = {}
+    if args.tls_cert:
+        cfg = {
+            "net.ssl.enabled": True,
+            "net.ssl.server.certfile": args.tls_cert,
+            "net.ssl.server.keyfile": args.tls_key,
+        }
     try:
-        server = DemoServer(addr=(args.host, args.port), name=args.name)
+        server = DemoServer(addr=(args.host, args.port), name=args.name, cfg=cfg)
         server.bind()
+    except errors.TLSConfigError as exc:
+        raise _UsageError(str(exc)) from None
     except (errors.InvalidAddressError, socket.gaierror) as exc:
         raise _UsageError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     except OSError as exc:
@@ -119,7 +130,10 @@ def _serve(args):
     server.runAsync()
     server.process_async()
     host, port = server.sock.getsockname()[:2]
-    server.log(f"listening on {util.normalize_addr_formatted((host, port))} (echo, chat, ping); Ctrl-C stops")
+    over = "TLS" if args.tls_cert else "plain TCP"
+    server.log(
+        f"listening on {util.normalize_addr_formatted((host, port))} ({over}; echo, chat, ping); Ctrl-C stops"
+    )
     while not stop.wait(0.2):
         if args.seconds is not None and time.monotonic() - args.started > args.seconds:
             break
@@ -148,13 +162,20 @@ def _ping(args):
     host, port = _ping_target(args.target)
     where = util.normalize_addr_formatted((host, port))
     times, failures, data = [], [], None
+    cfg = {}
+    if args.tls or args.cafile:
+        cfg = {"net.ssl.enabled": True}
+        if args.cafile:
+            cfg.update({"net.ssl.cafile": args.cafile, "net.ssl.client.force_verify": True})
     if not args.json:
         print(f"PING {where} (peng3dnet protocol {version.PROTOVERSION})", flush=True)
     for seq in range(args.count):
         if seq:
             time.sleep(args.interval)
         try:
-            answer = ping.pingServer(addr=(host, port), timeout=args.timeout)
+            answer = ping.pingServer(addr=(host, port), cfg=cfg, timeout=args.timeout)
+        except errors.TLSConfigError as exc:
+            raise _UsageError(str(exc)) from None
         except errors.FailedPingError as exc:
             failures.append(str(exc))
             if not args.json:
@@ -243,6 +264,8 @@ def _parser():
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0: any free)"
     )
     serve.add_argument("--name", default="peng3dnet demo server", help="server name sent in ping answers")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate (chain)")
+    serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     serve.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
@@ -261,6 +284,12 @@ def _parser():
     )
     ping_cmd.add_argument(
         "--timeout", type=_positive, default=5.0, help="seconds to wait for each answer (default: 5)"
+    )
+    ping_cmd.add_argument("--tls", action="store_true", help="connect with TLS")
+    ping_cmd.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="with TLS, require the server's certificate to be this one or signed by it (implies --tls)",
     )
     ping_cmd.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     ping_cmd.set_defaults(run=_ping)

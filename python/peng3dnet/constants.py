@@ -158,6 +158,9 @@ DEFAULT_CONFIG = {
     "net.ssl.server.keyfile": None,
     "net.ssl.client.check_hostname": False,
     "net.ssl.client.force_verify": False,
+    # The client's own certificate and key (PEM), for servers that verify clients
+    "net.ssl.client.certfile": None,
+    "net.ssl.client.keyfile": None,
     # Events: "auto" sends them only when a peng object was given
     "net.events.enable": "auto",
     # Debug output

@@ -68,6 +68,17 @@ class AlreadyRegisteredError(RegistryError):
     """Something was registered under a name that is already taken."""
 
 
+class TLSConfigError(ValueError):
+    """A ``net.ssl.*`` option cannot be used: a file is missing or unreadable, holds no
+    certificate or key, or options contradict each other. Raised by ``bind()`` and
+    ``connect()``; the message names the option and the file."""
+
+
+class TLSError(ConnectionError):
+    """The TLS handshake with the server failed (untrusted or expired certificate,
+    wrong host name, a server that does not speak TLS, a refused client certificate)."""
+
+
 class ProtocolError(ValueError):
     """Bytes received from a peer break the wire format or a configured limit.
 

@@ -194,13 +194,6 @@ class _Peer:
             "write_queue_limit": int(cfg["net.limits.write_queue"]),
         }
 
-    def _check_ssl(self):
-        if self.cfg["net.ssl.enabled"]:
-            raise NotImplementedError(
-                "net.ssl.enabled is set, but this build of peng3dnet-rs has no TLS support yet; "
-                "set net.ssl.enabled to False"
-            )
-
     # --- events --------------------------------------------------------------------
 
     def _events_on(self):
@@ -470,8 +463,15 @@ class Server(_Peer):
         with self._sock_lock:
             if self._is_bound:
                 return
-            self._check_ssl()
             self._core.configure(**self._settings())
+            cfg = self.cfg
+            self._core.configure_tls(
+                bool(cfg["net.ssl.enabled"]),
+                certfile=cfg["net.ssl.server.certfile"],
+                keyfile=cfg["net.ssl.server.keyfile"],
+                client_ca=cfg["net.ssl.cafile"],
+                require_client_cert=bool(cfg["net.ssl.server.force_verify"]),
+            )
             self._core.set_max_connections(int(self.cfg["net.limits.max_connections"]))
             bound = self._core.bind(_resolve(self.addr, passive=True))
             self.sock = _ListeningSocket(self, bound)
@@ -857,20 +857,29 @@ class Client(_Peer):
         with self._sock_lock:
             if self._is_connected:
                 return
-            self._check_ssl()
             if self.target_conntype not in self.conntypes:
                 raise errors.RegistryError(
                     f"connection type {self.target_conntype!r} is not registered on this client; "
                     "register it with addConnType() (or a _reg_conntypes_* method) before connecting"
                 )
             self._core.configure(**self._settings())
+            cfg = self.cfg
+            self._core.configure_tls(
+                bool(cfg["net.ssl.enabled"]),
+                # The original trusted the server's certificate file; keep that fallback.
+                ca=cfg["net.ssl.cafile"] or cfg["net.ssl.server.certfile"],
+                require_verified=bool(cfg["net.ssl.client.force_verify"]),
+                check_hostname=bool(cfg["net.ssl.client.check_hostname"]),
+                certfile=cfg["net.ssl.client.certfile"],
+                keyfile=cfg["net.ssl.client.keyfile"],
+            )
             self._core.set_options(
                 self.target_conntype,
                 bool(self.cfg["net.registry.autosync"]),
                 self.cfg["net.registry.missingpacketaction"] == "closeconnection",
             )
             addrs = _resolve(self.addr, passive=False)
-            self._conn = self._core.connect(addrs, float(self.cfg["net.timeout.connect"]))
+            self._conn = self._core.connect(addrs, float(self.cfg["net.timeout.connect"]), str(self.addr[0]))
             self.sock = self._conn
             self._is_connected = True
         self.sendEvent("peng3dnet:client.connect", {"addr": tuple(self.addr), "sock": self.sock})

@@ -4,6 +4,7 @@
 //! connecting, waiting for events, for the handshake or for a close) releases the GIL.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use pyo3::types::{PyList, PyTuple};
 use super::codec::compression_level;
 use super::connection::{py_addr, Owner};
 use super::duration;
+use super::errors;
 use super::events::take_events;
 use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
@@ -21,6 +23,9 @@ use crate::protocol::Limits;
 use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
 use crate::transport::connection::Settings;
 use crate::transport::server::ServerShared;
+use crate::transport::tls::{
+    ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, TlsSetupError,
+};
 
 /// Socket addresses from Python's `(host, port)` or `(host, port, flowinfo, scope_id)`
 /// tuples, whose host is a numeric IP (Python resolved names with `getaddrinfo`).
@@ -218,6 +223,42 @@ impl ServerCore {
         Ok(py.detach(move || shared.wait_all_gone(timeout)))
     }
 
+    /// Uses TLS for connections accepted from now on (`enabled`): the server's
+    /// certificate chain and key, and optionally a CA for client certificates (required
+    /// with `require_client_cert`). Raises `TLSConfigError` for unusable options.
+    #[pyo3(signature = (enabled, *, certfile = None, keyfile = None, client_ca = None, require_client_cert = true))]
+    fn configure_tls(
+        &self,
+        py: Python<'_>,
+        enabled: bool,
+        certfile: Option<PathBuf>,
+        keyfile: Option<PathBuf>,
+        client_ca: Option<PathBuf>,
+        require_client_cert: bool,
+    ) -> PyResult<()> {
+        if !enabled {
+            self.shared.set_tls(None);
+            return Ok(());
+        }
+        let missing = |option: &str| {
+            errors::tls_config_error(
+                py,
+                &TlsSetupError(format!(
+                    "net.ssl.enabled is set, so {option} must name a PEM file"
+                )),
+            )
+        };
+        let options = ServerTlsOptions {
+            certfile: certfile.ok_or_else(|| missing("net.ssl.server.certfile"))?,
+            keyfile: keyfile.ok_or_else(|| missing("net.ssl.server.keyfile"))?,
+            client_ca,
+            require_client_cert,
+        };
+        let tls = ServerTls::load(&options).map_err(|err| errors::tls_config_error(py, &err))?;
+        self.shared.set_tls(Some(tls));
+        Ok(())
+    }
+
     /// Sets the most connections the server keeps at once; more are refused with a
     /// close packet "serverfull".
     fn set_max_connections(&self, limit: usize) {
@@ -300,6 +341,37 @@ impl ClientCore {
             .collect()
     }
 
+    /// Uses TLS for the next connection (`enabled`), with these files and checks (see
+    /// `net.ssl.*` in the README); raises `TLSConfigError` for unusable options.
+    // One keyword argument per `net.ssl.*` option reads best from Python.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (enabled, *, ca = None, require_verified = false, check_hostname = false, certfile = None, keyfile = None))]
+    fn configure_tls(
+        &self,
+        py: Python<'_>,
+        enabled: bool,
+        ca: Option<PathBuf>,
+        require_verified: bool,
+        check_hostname: bool,
+        certfile: Option<PathBuf>,
+        keyfile: Option<PathBuf>,
+    ) -> PyResult<()> {
+        let tls = if enabled {
+            let options = ClientTlsOptions {
+                ca,
+                require_verified,
+                check_hostname,
+                certfile,
+                keyfile,
+            };
+            Some(ClientTls::load(&options).map_err(|err| errors::tls_config_error(py, &err))?)
+        } else {
+            None
+        };
+        self.shared.set_tls(tls);
+        Ok(())
+    }
+
     /// Connects (without the GIL) to the first address that accepts; returns the
     /// connection's handle. The handshake then runs in the background.
     fn connect<'py>(
@@ -307,15 +379,16 @@ impl ClientCore {
         py: Python<'py>,
         addrs: Vec<Bound<'py, PyTuple>>,
         timeout: f64,
+        host: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let addrs = socket_addrs(addrs)?;
         let timeout = duration(Some(timeout))?.unwrap_or(Duration::from_secs(30));
         let shared = self.shared.clone();
-        match py.detach(move || shared.connect(&addrs, timeout)) {
+        match py.detach(move || shared.connect(&addrs, timeout, &host)) {
             Ok(conn) => Owner::Client(self.shared.clone()).handle(py, &conn),
             Err(err) => {
                 self.shared.connect_failed(format!("connectfailed: {err}"));
-                Err(PyErr::from(err))
+                Err(errors::connect_error(py, err))
             }
         }
     }

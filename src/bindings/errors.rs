@@ -12,8 +12,11 @@ use pyo3::types::PyType;
 
 use crate::protocol::msgpack::DecodeError;
 use crate::protocol::ProtocolError;
+use crate::transport::tls::{TlsHandshakeError, TlsSetupError};
 
 static PROTOCOL_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static TLS_CONFIG_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static TLS_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static MSGPACK_FORMAT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static MSGPACK_STACK_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
@@ -46,6 +49,35 @@ pub(crate) fn protocol_error_text(py: Python<'_>, message: String) -> PyErr {
         "ProtocolError",
         message,
     )
+}
+
+/// `peng3dnet.errors.TLSConfigError`: a `net.ssl.*` option that cannot be used.
+pub(crate) fn tls_config_error(py: Python<'_>, err: &TlsSetupError) -> PyErr {
+    raise_class(
+        py,
+        &TLS_CONFIG_ERROR,
+        "peng3dnet.errors",
+        "TLSConfigError",
+        err.to_string(),
+    )
+}
+
+/// A connection error: `peng3dnet.errors.TLSError` if the TLS handshake failed, else
+/// the matching `OSError` subclass.
+pub(crate) fn connect_error(py: Python<'_>, err: std::io::Error) -> PyErr {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsHandshakeError>())
+    {
+        Some(tls) => raise_class(
+            py,
+            &TLS_ERROR,
+            "peng3dnet.errors",
+            "TLSError",
+            tls.to_string(),
+        ),
+        None => PyErr::from(err),
+    }
 }
 
 /// The exception `msgpack.unpackb` raises for the same input.

@@ -63,7 +63,7 @@ fn convert_event<'py>(
     owner: &Owner,
     event: Event,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let cid = event.conn().cid;
+    let cid = event.conn().map_or(0, |conn| conn.cid);
     let tuple = match event {
         Event::Connected(conn) => {
             (EV_CONNECTED, cid, owner.handle(py, &conn)?).into_pyobject(py)?
@@ -109,7 +109,7 @@ fn convert_event<'py>(
         Event::HandshakeComplete(_) => (EV_HANDSHAKE_COMPLETE, cid).into_pyobject(py)?,
         Event::DelegateInit { conntype, .. } => (EV_INIT, cid, conntype).into_pyobject(py)?,
         Event::Closed { reason, .. } => (EV_CLOSED, cid, reason).into_pyobject(py)?,
-        Event::Log { level, message, .. } => {
+        Event::Log { level, message, .. } | Event::PeerLog { level, message } => {
             let level = match level {
                 LogLevel::Info => LOG_INFO,
                 LogLevel::Warning => LOG_WARNING,

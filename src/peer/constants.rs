@@ -17,6 +17,18 @@ pub mod state {
     pub const CLOSED: u32 = 128;
 }
 
+/// TLS security levels of a connection (`SSLSEC_*`).
+pub mod sslsec {
+    /// Plain TCP.
+    pub const NONE: u32 = 0;
+    /// Encrypted, but the peer's identity is not established.
+    pub const ENCRYPTED: u32 = 2;
+    /// Encrypted, and the server's certificate is authenticated.
+    pub const SERVERAUTH: u32 = 3;
+    /// Encrypted, and both sides' certificates are authenticated.
+    pub const BOTHAUTH: u32 = 4;
+}
+
 /// Internal packet ids, fixed by the protocol.
 pub mod pid {
     /// Server -> client: version information.
@@ -72,4 +84,6 @@ pub mod reason {
     pub const WRITE_QUEUE_FULL: &str = "writequeuefull";
     /// The server has as many connections as it allows.
     pub const SERVER_FULL: &str = "serverfull";
+    /// The server speaks only TLS and the client does not.
+    pub const TLS_REQUIRED: &str = "tlsrequired";
 }

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::connection::{Conn, Role};
-use super::peer::{deadline, wait_until, PeerCommon};
+use super::connection::{Conn, Role, SocketInfo};
+use super::peer::{deadline, socket_info, wait_until, PeerCommon};
 use super::runtime::runtime;
-use crate::peer::constants::state;
+use super::tls::{ClientTls, TlsHandshakeError};
+use crate::peer::constants::{sslsec, state};
 use crate::peer::handshake::{self, Action, ClientRules, ConntypeKind};
 use crate::peer::table::PacketTable;
 use crate::protocol::msgpack::Value;
@@ -47,6 +48,8 @@ pub struct ClientShared {
     conn: Mutex<Option<Arc<Conn>>>,
     status: Mutex<ClientStatus>,
     status_changed: Condvar,
+    /// TLS for the connection (`None`: plain TCP).
+    tls: Mutex<Option<Arc<ClientTls>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,6 +66,7 @@ impl ClientShared {
             conn: Mutex::new(None),
             status: Mutex::new(ClientStatus::default()),
             status_changed: Condvar::new(),
+            tls: Mutex::new(None),
         })
     }
 
@@ -81,13 +85,21 @@ impl ClientShared {
         lock(&self.conn).clone()
     }
 
-    /// Connects to the first of `addrs` that accepts within `timeout` each, and starts
-    /// the connection. Call without the GIL.
+    /// Uses TLS (or not, with `None`) for connections made from now on.
+    pub fn set_tls(&self, tls: Option<ClientTls>) {
+        *lock(&self.tls) = tls.map(Arc::new);
+    }
+
+    /// Connects to the first of `addrs` that accepts within `timeout` each, runs the
+    /// TLS handshake with `host` (the name the certificate must carry) if TLS is set, and starts the connection. Call
+    /// without the GIL.
     pub fn connect(
         self: &Arc<Self>,
         addrs: &[SocketAddr],
         timeout: Duration,
+        host: &str,
     ) -> io::Result<Arc<Conn>> {
+        let tls = lock(&self.tls).clone();
         let stream = runtime().block_on(async {
             let mut last_error =
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
@@ -108,7 +120,26 @@ impl ClientShared {
         let _runtime = runtime().enter();
         // Not under the `conn` lock: starting the connection takes the `status` lock
         // (state changes wake waiters), and waiters take `status` before `conn`.
-        let conn = self.common.start_connection(0, stream, self.clone())?;
+        let conn = match tls {
+            None => self.common.start_connection(0, stream, self.clone())?,
+            Some(tls) => {
+                let info = socket_info(&stream, sslsec::NONE)?;
+                let limit = self.common.settings().handshake_timeout.unwrap_or(timeout);
+                let (stream, level) = runtime()
+                    .block_on(tokio::time::timeout(limit, tls.connect(stream, host)))
+                    .map_err(|_| {
+                        io::Error::other(TlsHandshakeError(format!(
+                            "no TLS handshake with {host} within {limit:?} (is the server using TLS?)"
+                        )))
+                    })??;
+                let info = SocketInfo {
+                    ssl_seclevel: level,
+                    ..info
+                };
+                self.common
+                    .start_tls_connection(0, info, stream, self.clone())
+            }
+        };
         *lock(&self.conn) = Some(conn.clone());
         lock(&self.status).connected = true;
         self.status_changed.notify_all();

@@ -207,6 +207,8 @@ pub struct SocketInfo {
     pub local_addr: SocketAddr,
     /// OS handle, or -1.
     pub fd: i64,
+    /// `SSLSEC_*` level of the transport.
+    pub ssl_seclevel: u32,
 }
 
 impl Conn {
@@ -238,7 +240,7 @@ impl Conn {
             role,
             state: AtomicU32::new(state::INIT),
             conntype: Mutex::new(CONNTYPE_NOTSET.to_owned()),
-            ssl_seclevel: AtomicU32::new(0),
+            ssl_seclevel: AtomicU32::new(socket.ssl_seclevel),
             closing: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             input_rejected: AtomicBool::new(false),

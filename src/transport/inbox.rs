@@ -68,6 +68,13 @@ pub enum Event {
         /// Why (the peer's reason, ours, or "socketclose").
         reason: Option<String>,
     },
+    /// A diagnostic about the peer rather than one connection (a refused client).
+    PeerLog {
+        /// Severity.
+        level: LogLevel,
+        /// Text.
+        message: String,
+    },
     /// A diagnostic for the Python `logging` module.
     Log {
         /// The connection concerned.
@@ -80,15 +87,16 @@ pub enum Event {
 }
 
 impl Event {
-    /// The connection this event belongs to.
-    pub fn conn(&self) -> &Arc<Conn> {
+    /// The connection this event belongs to, if any.
+    pub fn conn(&self) -> Option<&Arc<Conn>> {
         match self {
-            Event::Connected(conn) | Event::HandshakeComplete(conn) => conn,
+            Event::Connected(conn) | Event::HandshakeComplete(conn) => Some(conn),
             Event::Packet { conn, .. }
             | Event::Sent { conn, .. }
             | Event::DelegateInit { conn, .. }
             | Event::Closed { conn, .. }
-            | Event::Log { conn, .. } => conn,
+            | Event::Log { conn, .. } => Some(conn),
+            Event::PeerLog { .. } => None,
         }
     }
 }
@@ -128,7 +136,9 @@ impl Inbox {
 
     /// Appends an event.
     pub fn push(&self, event: Event) {
-        event.conn().note_event_queued(&event);
+        if let Some(conn) = event.conn() {
+            conn.note_event_queued(&event);
+        }
         let mut queue = self.lock();
         queue.events.push_back(event);
         if queue.waiting > 0 {
@@ -167,7 +177,9 @@ impl Inbox {
             self.dispatching.store(true, Ordering::SeqCst);
         }
         for event in &batch {
-            event.conn().note_event_taken(event);
+            if let Some(conn) = event.conn() {
+                conn.note_event_taken(event);
+            }
         }
         batch
     }

@@ -22,6 +22,7 @@
 //! * `tasks`: the reader and writer task of each connection.
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
+//! * [`tls`]: TLS configurations, certificate checks and security levels.
 //!
 //! Channel ends: each connection's outbox sender is held by its [`connection::Conn`]
 //! (Python and the reader task send through it), the receiver by its writer task. The
@@ -34,6 +35,7 @@ pub mod peer;
 pub mod runtime;
 pub mod server;
 mod tasks;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -6,10 +6,12 @@ use std::io;
 use std::sync::{Arc, Condvar, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::connection::{socket_handle, Conn, Role, Settings, SocketInfo};
 use super::inbox::Inbox;
+use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
 use crate::peer::table::PacketTable;
 
@@ -53,28 +55,53 @@ impl PeerCommon {
         &self.conntypes
     }
 
-    /// Starts connection `cid` on a connected stream, with `role`'s rules. Must run
-    /// inside the runtime (it spawns the connection's tasks).
+    /// Starts connection `cid` on a connected plain TCP stream, with `role`'s rules.
+    /// Must run inside the runtime (it spawns the connection's tasks).
     pub fn start_connection(
         &self,
         cid: u64,
         stream: TcpStream,
         role: Arc<dyn Role>,
     ) -> io::Result<Arc<Conn>> {
-        // Small request/response packets must not wait for Nagle's algorithm.
-        stream.set_nodelay(true)?;
-        let info = SocketInfo {
-            peer_addr: stream.peer_addr()?,
-            local_addr: stream.local_addr()?,
-            fd: socket_handle(&stream),
-        };
+        let info = socket_info(&stream, sslsec::NONE)?;
         let (reader, writer) = stream.into_split();
+        Ok(self.start_split(cid, info, reader, writer, role))
+    }
+
+    /// Starts connection `cid` on an established TLS stream (see
+    /// [`PeerCommon::start_connection`]); `info` describes its TCP socket.
+    pub fn start_tls_connection<S>(
+        &self,
+        cid: u64,
+        info: SocketInfo,
+        stream: S,
+        role: Arc<dyn Role>,
+    ) -> Arc<Conn>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (reader, writer) = tokio::io::split(stream);
+        self.start_split(cid, info, reader, writer, role)
+    }
+
+    fn start_split<R, W>(
+        &self,
+        cid: u64,
+        info: SocketInfo,
+        reader: R,
+        writer: W,
+        role: Arc<dyn Role>,
+    ) -> Arc<Conn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let settings = self
             .settings
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Ok(Conn::spawn(
+        Conn::spawn(
             cid,
             info,
             reader,
@@ -82,8 +109,28 @@ impl PeerCommon {
             settings,
             self.inbox.clone(),
             role,
-        ))
+        )
     }
+
+    /// The settings for connections made now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Prepares a connected socket (no Nagle delay) and describes it.
+pub fn socket_info(stream: &TcpStream, ssl_seclevel: u32) -> io::Result<SocketInfo> {
+    // Small request/response packets must not wait for Nagle's algorithm.
+    stream.set_nodelay(true)?;
+    Ok(SocketInfo {
+        peer_addr: stream.peer_addr()?,
+        local_addr: stream.local_addr()?,
+        fd: socket_handle(stream),
+        ssl_seclevel,
+    })
 }
 
 /// Waits on `condvar` until `done` holds or `deadline` passes (never, if `None`);

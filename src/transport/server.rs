@@ -11,10 +11,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{socket_handle as raw_fd, Conn, Role};
-use super::peer::{deadline, wait_until, PeerCommon};
+use super::connection::{socket_handle as raw_fd, Conn, Role, SocketInfo};
+use super::inbox::{Event, LogLevel};
+use super::peer::{deadline, socket_info, wait_until, PeerCommon};
 use super::runtime::runtime;
-use crate::peer::constants::{pid, reason};
+use super::tls::ServerTls;
+use crate::peer::constants::{pid, reason, sslsec};
 use crate::peer::handshake::{self, Action};
 use crate::protocol::msgpack::Value;
 use crate::protocol::packet::{self, Compression};
@@ -38,7 +40,17 @@ pub struct ServerShared {
     accept_cancel: CancellationToken,
     /// The bound listener, until the accept loop takes it.
     listener: Mutex<Option<TcpListener>>,
+    /// TLS for connections accepted from now on (`None`: plain TCP).
+    tls: Mutex<Option<Arc<ServerTls>>>,
 }
+
+/// How long a TLS server waits for a new connection's first byte. A TLS client sends
+/// its hello at once; a plaintext peng3dnet client sends nothing until it has our hello,
+/// so silence this long means a plaintext client, which is told so in plaintext.
+const TLS_FIRST_BYTE_WAIT: Duration = Duration::from_secs(2);
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -56,6 +68,7 @@ impl ServerShared {
             max_connections: AtomicUsize::new(usize::MAX),
             accept_cancel: CancellationToken::new(),
             listener: Mutex::new(None),
+            tls: Mutex::new(None),
         })
     }
 
@@ -132,11 +145,24 @@ impl ServerShared {
         self.max_connections.store(limit, Ordering::SeqCst);
     }
 
+    /// Uses TLS (or not, with `None`) for connections accepted from now on.
+    pub fn set_tls(&self, tls: Option<ServerTls>) {
+        *lock(&self.tls) = tls.map(Arc::new);
+    }
+
+    fn is_full(&self, conns: &HashMap<u64, Arc<Conn>>) -> bool {
+        conns.len() >= self.max_connections.load(Ordering::SeqCst)
+    }
+
     fn adopt(self: &Arc<Self>, stream: TcpStream) {
+        if let Some(tls) = lock(&self.tls).clone() {
+            tokio::spawn(self.clone().adopt_tls(stream, tls));
+            return;
+        }
         // Hold the table lock while the connection starts, so that it is in the table
         // before Python can take any of its events.
         let mut conns = lock(&self.conns);
-        if conns.len() >= self.max_connections.load(Ordering::SeqCst) {
+        if self.is_full(&conns) {
             drop(conns);
             tokio::spawn(refuse(stream, reason::SERVER_FULL));
             return;
@@ -145,6 +171,74 @@ impl ServerShared {
         if let Ok(conn) = self.common.start_connection(cid, stream, self.clone()) {
             conns.insert(cid, conn);
         }
+    }
+
+    async fn adopt_tls(self: Arc<Self>, stream: TcpStream, tls: Arc<ServerTls>) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        if self.is_full(&lock(&self.conns)) {
+            // Before the TLS handshake, a refusal can only be said in plaintext.
+            refuse(stream, reason::SERVER_FULL).await;
+            return;
+        }
+        let mut first = [0u8; 1];
+        let peeked = tokio::select! {
+            () = self.accept_cancel.cancelled() => return,
+            peeked = tokio::time::timeout(TLS_FIRST_BYTE_WAIT, stream.peek(&mut first)) => peeked,
+        };
+        match peeked {
+            Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
+            Ok(Ok(0) | Err(_)) => return,
+            _ => {
+                self.log(format!(
+                    "refusing a plaintext connection from {peer}: this server requires TLS"
+                ));
+                refuse(stream, reason::TLS_REQUIRED).await;
+                return;
+            }
+        }
+        let settings = self.common.settings();
+        let limit = settings
+            .handshake_timeout
+            .unwrap_or(Duration::from_secs(60));
+        let accepted = tokio::select! {
+            () = self.accept_cancel.cancelled() => return,
+            accepted = tokio::time::timeout(limit, async {
+                let info = socket_info(&stream, sslsec::NONE)?;
+                let (stream, level) = tls.accept(stream).await?;
+                Ok::<_, io::Error>((stream, SocketInfo { ssl_seclevel: level, ..info }))
+            }) => accepted,
+        };
+        let (stream, info) = match accepted {
+            Ok(Ok(done)) => done,
+            Ok(Err(err)) => {
+                self.log(format!("TLS connection from {peer} failed: {err}"));
+                return;
+            }
+            Err(_) => {
+                self.log(format!(
+                    "TLS connection from {peer} failed: no TLS handshake within {limit:?}"
+                ));
+                return;
+            }
+        };
+        let mut conns = lock(&self.conns);
+        if self.is_full(&conns) {
+            return;
+        }
+        let cid = self.gen_cid();
+        let conn = self
+            .common
+            .start_tls_connection(cid, info, stream, self.clone());
+        conns.insert(cid, conn);
+    }
+
+    fn log(&self, message: String) {
+        self.common.inbox.push(Event::PeerLog {
+            level: LogLevel::Warning,
+            message,
+        });
     }
 
     /// The live connection with this cid.

@@ -89,7 +89,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     let (server, addr) = server_with(&[("test:a", 64), ("test:b", 65)]);
     // Registered in the other order: the handshake must give it the server's ids.
     let client = client_with(&[("test:b", 64), ("test:a", 65)]);
-    let conn = client.connect(&[addr], WAIT).unwrap();
+    let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
     let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
     assert!(active, "the handshake did not complete");
     assert_eq!(
@@ -144,7 +144,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
 fn registry_mismatch_closes_both_sides_with_the_reason() {
     let (server, addr) = server_with(&[("test:a", 64)]);
     let client = client_with(&[("test:a", 64), ("test:extra", 65)]);
-    client.connect(&[addr], WAIT).unwrap();
+    client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
     let reason = wait_for(&server.common.inbox, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
@@ -157,7 +157,7 @@ fn registry_mismatch_closes_both_sides_with_the_reason() {
 fn oversized_frame_closes_only_that_connection() {
     let (server, addr) = server_with(&[("test:a", 64)]);
     let honest = client_with(&[("test:a", 64)]);
-    let honest_conn = honest.connect(&[addr], WAIT).unwrap();
+    let honest_conn = honest.connect(&[addr], WAIT, "127.0.0.1").unwrap();
     let (_, active) = honest.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
     assert!(active);
 
