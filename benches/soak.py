@@ -25,6 +25,9 @@ import time
 import peng3dnet
 from peng3dnet.packet import Packet
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from support import rss
+
 PACKETS = ("echo:echo", "echo:latency", "chat:nick", "chat:welcome", "chat:message")
 
 
@@ -47,14 +50,6 @@ class SoakClient(peng3dnet.Client):
         with self.cond:
             self.received.append(msg)
             self.cond.notify_all()
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def session(port, rng, stats, lock):

@@ -102,6 +102,15 @@ import time  # noqa: E402
 import peng3dnet  # noqa: E402
 
 
+def rss(pid):
+    """Resident memory of process ``pid`` in bytes (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def wait_until(predicate, timeout=5.0, interval=0.005):
     """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
     deadline = time.monotonic() + timeout

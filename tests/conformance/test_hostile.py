@@ -19,7 +19,7 @@ import zlib
 
 import msgpack
 import pytest
-from support import IMPL, Harness, Recorder, RemoteServer, packets_mixin, wait_until
+from support import IMPL, Harness, Recorder, RemoteServer, packets_mixin, rss, wait_until
 
 import peng3dnet
 
@@ -91,14 +91,6 @@ def close_reason(data):
         if pid == 16 and isinstance(msg, dict):
             return msg.get("reason")
     return None
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def open_fds(pid):
