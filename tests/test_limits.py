@@ -25,13 +25,14 @@ def net():
     harness.close()
 
 
-def test_connections_beyond_the_maximum_are_refused_with_a_reason(net):
+def test_connections_beyond_the_maximum_are_refused_with_a_reason(net, caplog):
     server = net.server(EchoServer, cfg={"net.limits.max_connections": 2})
     first = net.client(server, EchoClient)
     net.client(server, EchoClient)
     with pytest.raises(ConnectionClosedError) as refused:
         net.client(server, EchoClient, timeout=5)
     assert refused.value.reason == "serverfull"
+    assert wait_until(lambda: "net.limits.max_connections" in caplog.text)
     # The clients already connected are unaffected ...
     first.send_message("test:echo", "still here")
     assert wait_until(lambda: first.test_packets["test:echo"].received)

@@ -164,7 +164,7 @@ impl ServerShared {
         let mut conns = lock(&self.conns);
         if self.is_full(&conns) {
             drop(conns);
-            tokio::spawn(refuse(stream, reason::SERVER_FULL));
+            self.refuse_full(stream);
             return;
         }
         let cid = self.gen_cid();
@@ -179,7 +179,7 @@ impl ServerShared {
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         if self.is_full(&lock(&self.conns)) {
             // Before the TLS handshake, a refusal can only be said in plaintext.
-            refuse(stream, reason::SERVER_FULL).await;
+            self.refuse_full(stream);
             return;
         }
         let mut first = [0u8; 1];
@@ -232,6 +232,18 @@ impl ServerShared {
             .common
             .start_tls_connection(cid, info, stream, self.clone());
         conns.insert(cid, conn);
+    }
+
+    fn refuse_full(&self, stream: TcpStream) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        self.log(format!(
+            "refusing a connection from {peer}: the server already has {} connections \
+             (net.limits.max_connections)",
+            self.max_connections.load(Ordering::SeqCst)
+        ));
+        tokio::spawn(refuse(stream, reason::SERVER_FULL));
     }
 
     fn log(&self, message: String) {
