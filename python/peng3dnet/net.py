@@ -611,6 +611,73 @@ class Server(_Peer):
             )
         conn.close(reason)
 
+    # --- broadcast and groups (additions; not in the original) ----------------------
+
+    def broadcast(self, ptype, data, cids=None, exclude=()):
+        """Send ``data`` as a packet of type ``ptype`` to many clients at once; returns
+        how many it was queued to.
+
+        Recipients: every client whose handshake is complete (``cids=None``) or those of
+        ``cids``, minus ``exclude`` (a cid or an iterable of cids). The message is encoded
+        once and queued to each recipient's own write queue, so a slow client delays no
+        one else. A SmartPacket's conditions are checked for each recipient; a client
+        whose connection type overrides ``send`` gets the packet through
+        :meth:`send_message`. The per-message hooks (``on_send``, the packet's ``send``)
+        are not called: they belong to :meth:`send_message`.
+        """
+        pid, pkt, internal = self._packet_id(ptype)
+        if internal:
+            raise ValueError(f"internal packet {ptype!r} cannot be broadcast")
+        excluded = {exclude} if isinstance(exclude, int) else set(exclude)
+        smart = isinstance(pkt, SmartPacket)
+        together, one_by_one = [], []
+        for cid in list(self.clients) if cids is None else cids:
+            client = self.clients.get(cid)
+            if client is None or cid in excluded or not STATE_ACTIVE <= client.state < STATE_CLOSED:
+                continue
+            if smart and not pkt._may_send(cid):
+                continue
+            ct = self.conntypes.get(client.conntype)
+            if ct is not None and _overrides(ct, "send", ConnectionType):
+                one_by_one.append(cid)
+            else:
+                together.append(cid)
+        sent = self._core.broadcast(pid, data, together) if together else 0
+        for cid in one_by_one:
+            self.send_message(ptype, data, cid)
+        return sent + len(one_by_one)
+
+    def _group_table(self):
+        return self.__dict__.setdefault("_groups", {})
+
+    def join_group(self, cid, name):
+        """Add client ``cid`` to group ``name`` (created on first use). Membership ends
+        when the connection closes."""
+        if cid not in self.clients:
+            raise KeyError(f"there is no connected client with id {cid!r}")
+        self._group_table().setdefault(name, set()).add(cid)
+
+    def leave_group(self, cid, name):
+        """Remove client ``cid`` from group ``name`` (nothing happens if it is not in it)."""
+        table = self._group_table()
+        members = table.get(name)
+        if members is not None:
+            members.discard(cid)
+            if not members:
+                table.pop(name, None)
+
+    def groups_of(self, cid):
+        """The names of the groups client ``cid`` is in."""
+        return {name for name, members in list(self._group_table().items()) if cid in members}
+
+    def members(self, name):
+        """The client ids in group ``name`` (empty if there is no such group)."""
+        return set(self._group_table().get(name, ()))
+
+    def send_group(self, name, ptype, data, exclude=()):
+        """:meth:`broadcast` to the members of group ``name``; returns how many got it."""
+        return self.broadcast(ptype, data, cids=sorted(self.members(name)), exclude=exclude)
+
     # --- dispatch ------------------------------------------------------------------
 
     def _dispatch(self, event):
@@ -673,6 +740,8 @@ class Server(_Peer):
         elif kind == EV_CLOSED:
             _, cid, reason = event
             client = self.clients.pop(cid, None)
+            for name in self.groups_of(cid):
+                self.leave_group(cid, name)
             if client is not None:
                 self._debug("close", f"CLOSE {cid} because of {reason}")
                 self.sendEvent("peng3dnet:server.connection.close", {"client": client, "reason": reason})

@@ -14,6 +14,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use super::codec::compression_level;
 use super::connection::{py_addr, Owner};
+use super::convert;
 use super::duration;
 use super::errors;
 use super::events::take_events;
@@ -257,6 +258,21 @@ impl ServerCore {
         let tls = ServerTls::load(&options).map_err(|err| errors::tls_config_error(py, &err))?;
         self.shared.set_tls(Some(tls));
         Ok(())
+    }
+
+    /// Encodes `msg` as packet `pid` once and queues it to each of `cids` that is
+    /// connected, active and not closing; returns how many it was queued to.
+    fn broadcast(
+        &self,
+        py: Python<'_>,
+        pid: u32,
+        msg: &Bound<'_, PyAny>,
+        cids: Vec<u64>,
+    ) -> PyResult<usize> {
+        let compression = self.shared.common.settings().compression;
+        let frame = convert::encode_frame(py, pid, msg, &compression)?;
+        let shared = self.shared.clone();
+        Ok(py.detach(move || shared.broadcast(&frame, &cids)))
     }
 
     /// Sets the most connections the server keeps at once; more are refused with a

@@ -2,6 +2,8 @@
 //! connections, which all share one inbox.
 
 use std::collections::HashMap;
+
+use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -11,6 +13,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::client::is_active_state;
 use super::connection::{socket_handle as raw_fd, Conn, Role, SocketInfo};
 use super::inbox::{Event, LogLevel};
 use super::peer::{deadline, socket_info, wait_until, PeerCommon};
@@ -251,6 +254,23 @@ impl ServerShared {
             level: LogLevel::Warning,
             message,
         });
+    }
+
+    /// Queues one encoded frame to each of `cids` that is live, active (handshake
+    /// done) and not closing; returns how many got it. One slow or closing client does
+    /// not hold up the others: each has its own queue.
+    pub fn broadcast(&self, frame: &Bytes, cids: &[u64]) -> usize {
+        let targets: Vec<Arc<Conn>> = {
+            let conns = lock(&self.conns);
+            cids.iter()
+                .filter_map(|cid| conns.get(cid).cloned())
+                .collect()
+        };
+        targets
+            .iter()
+            .filter(|conn| is_active_state(conn.state()) && !conn.is_closing())
+            .filter(|conn| conn.queue_frame(frame.clone()))
+            .count()
     }
 
     /// The live connection with this cid.
