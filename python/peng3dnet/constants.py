@@ -183,6 +183,8 @@ DEFAULT_CONFIG = {
     "net.limits.write_queue": 64 * 1024 * 1024,
     # Connections a server keeps at once; more are refused with the reason "serverfull"
     "net.limits.max_connections": 10000,
+    # Messages kept for recv() (the oldest are dropped beyond this many)
+    "net.recv.buffer": 1000,
     # Timeouts in seconds
     "net.timeout.connect": 30.0,
     "net.timeout.close": 10.0,

@@ -8,6 +8,7 @@ every Python hook (packet handlers, ``on_*`` methods, events) runs in the thread
 calls :meth:`~Server.process` (or in :meth:`~Server.process_async`'s thread).
 """
 
+import collections
 import logging
 import socket
 import struct
@@ -357,6 +358,34 @@ class _Peer:
         with self._dispatch_cond:
             self._dispatch_cond.notify_all()
 
+    # --- blocking receive (addition; not in the original) -----------------------------
+
+    def _recv_buffer(self):
+        buffer = self.__dict__.get("_recv_messages")
+        if buffer is None:
+            buffer = self.__dict__.setdefault("_recv_messages", _RecvBuffer(int(self.cfg["net.recv.buffer"])))
+        return buffer
+
+    def _recv(self, ptype, timeout):
+        pid = None if ptype is None else self._packet_id(ptype)[0]
+        buffer = self._recv_buffer()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            step = 0.5 if remaining is None else min(remaining, 0.5)
+            # With a process loop running, wait for it to deliver; without one, this
+            # call has to process (the messages arrive through the handlers' dispatch).
+            found = buffer.take(pid, wait=step if self._process_loops > 0 else 0.0)
+            if found is None and self._process_loops == 0:
+                self.process(wait=True, timeout=step)
+                found = buffer.take(pid)
+            if found is not None:
+                cid, pid_found, msg = found
+                return cid, self.registry.reg_int_str.get(pid_found, pid_found), msg
+            if remaining is not None and remaining <= 0:
+                what = "message" if ptype is None else f"{ptype!r} message"
+                raise errors.TimedOutError(f"no {what} arrived within {timeout} seconds")
+
     # --- threads -------------------------------------------------------------------
 
     def join(self, timeout=None):
@@ -404,6 +433,32 @@ class _Peer:
         if self.cfg[f"net.debug.print.{kind}"]:
             print(text)
         _log.debug(text)
+
+
+class _RecvBuffer:
+    """The last ``limit`` messages that arrived, for ``recv()`` (oldest dropped first)."""
+
+    def __init__(self, limit):
+        self._items = collections.deque(maxlen=max(limit, 1))
+        self._cond = threading.Condition()
+
+    def put(self, cid, pid, msg):
+        with self._cond:
+            self._items.append((cid, pid, msg))
+            self._cond.notify_all()
+
+    def take(self, pid, wait=0.0):
+        """The oldest message of ``pid`` (any if None), waiting up to ``wait`` seconds
+        for one to arrive; None if there is none."""
+        with self._cond:
+            for attempt in range(2):
+                for i, item in enumerate(self._items):
+                    if pid is None or item[1] == pid:
+                        del self._items[i]
+                        return item
+                if attempt == 0 and wait > 0:
+                    self._cond.wait(wait)
+        return None
 
 
 def _is_internal_id(pid):
@@ -593,6 +648,13 @@ class Server(_Peer):
         if pkt is not None:
             pkt._send(data, cid)
 
+    def recv(self, ptype=None, timeout=None):
+        """Wait for the next message (of type ``ptype``: id, name or packet object, if
+        given) from any client; returns ``(cid, name, msg)``. Raises
+        :class:`~peng3dnet.errors.TimedOutError` after ``timeout`` seconds (forever if
+        None). See the README for which messages ``recv`` sees."""
+        return self._recv(ptype, timeout)
+
     def close_connection(self, cid, reason=None):
         """Close the connection to client ``cid``: packets already queued are sent first,
         then the reason, which the client receives."""
@@ -694,6 +756,8 @@ class Server(_Peer):
                 if pkt is None:
                     self.on_unknown_packet(pid, msg, cid)
                     return 1
+                if pid >= 64:
+                    self._recv_buffer().put(cid, pid, msg)
                 pkt._receive(msg, cid)
                 client.on_receive(pid, msg)
                 if self._events_on():
@@ -1061,6 +1125,14 @@ class Client(_Peer):
         ``cid`` is ignored."""
         self._connection_of().inject(bytes(data))
 
+    def recv(self, ptype=None, timeout=None):
+        """Wait for the next message (of type ``ptype``: id, name or packet object, if
+        given) from the server; returns ``(name, msg)``. Raises
+        :class:`~peng3dnet.errors.TimedOutError` after ``timeout`` seconds (forever if
+        None). See the README for which messages ``recv`` sees."""
+        _, name, msg = self._recv(ptype, timeout)
+        return name, msg
+
     def close_connection(self, cid=None, reason=None):
         """Close the connection: packets already queued are sent first, then the reason,
         which the server receives. ``cid`` is ignored."""
@@ -1092,6 +1164,8 @@ class Client(_Peer):
                 if pkt is None:
                     self.on_unknown_packet(pid, msg, None)
                     return 1
+                if pid >= 64:
+                    self._recv_buffer().put(None, pid, msg)
                 pkt._receive(msg, None)
                 self.on_receive(pid, msg)
                 if self._events_on():
