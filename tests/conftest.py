@@ -23,7 +23,7 @@ import pytest
 # Shared helpers live in tests/support.py; make it importable from every test directory.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from support import IMPL, PYTHONS
+from support import IMPL, PYTHONS, Harness
 
 
 def pytest_report_header(config):
@@ -82,3 +82,11 @@ def other_python():
 def python_of():
     """``python_of("ours")`` / ``python_of("reference")``: an interpreter by name."""
     return _interpreter
+
+
+@pytest.fixture
+def net():
+    """A :class:`support.Harness`; everything it started is stopped afterwards."""
+    harness = Harness()
+    yield harness
+    harness.close()

@@ -4,7 +4,7 @@ of both implementations."""
 import time
 
 import pytest
-from support import Harness, Recorder, packets_mixin, run_remote_clients, wait_until
+from support import Recorder, packets_mixin, run_remote_clients, wait_until
 
 import peng3dnet
 from peng3dnet.packet import Packet, SmartPacket
@@ -30,13 +30,6 @@ class GroupServer(peng3dnet.Server):
 
 class GroupClient(peng3dnet.Client):
     _reg_packets_test = packets_mixin(*PACKETS, cls=Recorder)
-
-
-@pytest.fixture
-def net():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def news(client):

@@ -12,7 +12,6 @@ import msgpack
 import pytest
 from support import (
     EchoPacket,
-    Harness,
     Recorder,
     RemoteServer,
     packets_mixin,
@@ -66,13 +65,6 @@ def canonical(value):
 def remote(request, python_of):
     """Interpreter of the remote side."""
     return python_of(request.param)
-
-
-@pytest.fixture
-def net():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def local_client_cls(names):

@@ -4,7 +4,7 @@ a silent connection may stay. (Hostile input is in conformance/test_hostile.py.)
 import time
 
 import pytest
-from support import Harness, Recorder, packets_mixin, wait_until
+from support import Recorder, packets_mixin, wait_until
 
 import peng3dnet
 from peng3dnet.errors import ConnectionClosedError
@@ -16,13 +16,6 @@ class EchoServer(peng3dnet.Server):
 
 class EchoClient(peng3dnet.Client):
     _reg_packets_test = packets_mixin("test:echo", cls=Recorder)
-
-
-@pytest.fixture
-def net():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def test_connections_beyond_the_maximum_are_refused_with_a_reason(net, caplog):

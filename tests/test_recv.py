@@ -4,7 +4,7 @@ process loop, never taking messages away from the registered handlers."""
 import time
 
 import pytest
-from support import Harness, Recorder, packets_mixin, wait_until
+from support import Recorder, packets_mixin, wait_until
 
 import peng3dnet
 from peng3dnet.errors import TimedOutError
@@ -16,13 +16,6 @@ class EchoServer(peng3dnet.Server):
 
 class RecordingClient(peng3dnet.Client):
     _reg_packets_test = packets_mixin("test:echo", "test:other", cls=Recorder)
-
-
-@pytest.fixture
-def net():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def test_client_recv_with_a_process_loop_does_not_steal(net):

@@ -4,7 +4,7 @@ reaches, and fast, clear failures for every way a TLS setup can be wrong."""
 import time
 
 import pytest
-from support import Harness, Recorder, packets_mixin, wait_until
+from support import Recorder, packets_mixin, wait_until
 from tls_certs import make_pki
 
 import peng3dnet
@@ -26,13 +26,6 @@ class EchoClient(peng3dnet.Client):
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def net():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def server_cfg(pki, cert="server", **extra):
