@@ -124,17 +124,22 @@ def test_ping_the_original_server(ref_python):
         proc.communicate()
 
 
-def test_the_original_pings_our_server(serve, ref_python):
-    _, port = serve()
+def ping_with(python, port):
+    """Ping 127.0.0.1:port with ``peers/ping_peer.py`` under ``python``; its answer."""
     result = subprocess.run(
-        [ref_python, str(PEERS / "ping_peer.py"), "client", str(port)],
+        [python, str(PEERS / "ping_peer.py"), "client", str(port)],
         env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)["answer"]
+    return json.loads(result.stdout)["answer"]
+
+
+def test_the_original_pings_our_server(serve, ref_python):
+    _, port = serve()
+    answer = ping_with(ref_python, port)
     assert answer["name"] == "peng3dnet demo server"
     assert answer["oldmsg"]["question"] == "who are you?"
     assert answer["delay"] >= 0
@@ -151,15 +156,7 @@ def test_our_ping_server_answers_the_original_and_ours(ours_python, ref_python):
     try:
         port = int(proc.stdout.readline().split()[1])
         for python in (ref_python, ours_python):
-            result = subprocess.run(
-                [python, str(PEERS / "ping_peer.py"), "client", str(port)],
-                env=subprocess_env(),
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            assert result.returncode == 0, result.stderr
-            answer = json.loads(result.stdout)["answer"]
+            answer = ping_with(python, port)
             assert answer["asked"] == "who are you?"
     finally:
         proc.kill()

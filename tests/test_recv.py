@@ -18,9 +18,12 @@ class RecordingClient(peng3dnet.Client):
     _reg_packets_test = packets_mixin("test:echo", "test:other", cls=Recorder)
 
 
+KEEP = {"net.recv.enabled": True}  # with a process loop, replies may beat the first recv()
+
+
 def test_client_recv_with_a_process_loop_does_not_steal(net):
     server = net.server(EchoServer)
-    client = net.client(server, RecordingClient)
+    client = net.client(server, RecordingClient, cfg=KEEP)
     client.send_message("test:echo", {"n": 1})
     assert client.recv(timeout=5) == ("test:echo", {"n": 1})
     # The handler saw it too.
@@ -37,7 +40,7 @@ def test_client_recv_without_a_process_loop_processes_itself(net):
 
 def test_recv_filters_by_type_and_keeps_the_rest_in_order(net):
     server = net.server(EchoServer)
-    client = net.client(server, RecordingClient)
+    client = net.client(server, RecordingClient, cfg=KEEP)
     client.send_message("test:echo", "first")
     client.send_message("test:other", "second")
     client.send_message("test:echo", "third")
@@ -48,7 +51,7 @@ def test_recv_filters_by_type_and_keeps_the_rest_in_order(net):
 
 
 def test_server_recv_names_the_client(net):
-    server = net.server(EchoServer)
+    server = net.server(EchoServer, cfg=KEEP)
     client = net.client(server, RecordingClient)
     client.send_message("test:other", {"hi": "server"})
     cid, name, msg = server.recv("test:other", timeout=5)
@@ -67,10 +70,23 @@ def test_recv_times_out(net):
 
 def test_recv_keeps_only_the_newest_messages(net):
     server = net.server(EchoServer)
-    client = net.client(server, RecordingClient, cfg={"net.recv.buffer": 3})
+    client = net.client(server, RecordingClient, cfg={**KEEP, "net.recv.buffer": 3})
     for i in range(5):
         client.send_message("test:echo", i)
     assert wait_until(lambda: len(client.test_packets["test:echo"].received) == 5)
     assert [client.recv(timeout=1)[1] for _ in range(3)] == [2, 3, 4]
     with pytest.raises(TimedOutError):
         client.recv(timeout=0.1)
+
+
+def test_nothing_is_kept_until_recv_is_used(net):
+    # Apps written for the original never call recv(): they must not pay for it.
+    server = net.server(EchoServer)
+    client = net.client(server, RecordingClient)
+    client.send_message("test:echo", "before")
+    assert wait_until(lambda: client.test_packets["test:echo"].received)
+    assert "_recv_messages" not in client.__dict__ and "_recv_messages" not in server.__dict__
+    with pytest.raises(TimedOutError):
+        client.recv(timeout=0.1)  # "before" arrived before keeping started
+    client.send_message("test:echo", "after")
+    assert client.recv(timeout=5) == ("test:echo", "after")

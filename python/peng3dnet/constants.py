@@ -183,6 +183,8 @@ DEFAULT_CONFIG = {
     "net.limits.write_queue": 64 * 1024 * 1024,
     # Connections a server keeps at once; more are refused with the reason "serverfull"
     "net.limits.max_connections": 10000,
+    # Keep messages for recv() from bind/connect on (otherwise from the first recv() call)
+    "net.recv.enabled": False,
     # Messages kept for recv() (the oldest are dropped beyond this many)
     "net.recv.buffer": 1000,
     # Timeouts in seconds

@@ -361,10 +361,21 @@ class _Peer:
     # --- blocking receive (addition; not in the original) -----------------------------
 
     def _recv_buffer(self):
+        """The messages kept for ``recv``, starting to keep them if not yet."""
         buffer = self.__dict__.get("_recv_messages")
         if buffer is None:
             buffer = self.__dict__.setdefault("_recv_messages", _RecvBuffer(int(self.cfg["net.recv.buffer"])))
         return buffer
+
+    def _keep_for_recv(self, cid, pid, msg):
+        # Apps that never call recv() (every app written for the original) keep nothing.
+        buffer = self.__dict__.get("_recv_messages")
+        if buffer is not None:
+            buffer.put(cid, pid, msg)
+
+    def _configure_recv(self):
+        if self.cfg["net.recv.enabled"]:
+            self._recv_buffer()
 
     def _recv(self, ptype, timeout):
         pid = None if ptype is None else self._packet_id(ptype)[0]
@@ -528,6 +539,7 @@ class Server(_Peer):
                 require_client_cert=bool(cfg["net.ssl.server.force_verify"]),
             )
             self._core.set_max_connections(int(self.cfg["net.limits.max_connections"]))
+            self._configure_recv()
             bound = self._core.bind(_resolve(self.addr, passive=True))
             self.sock = _ListeningSocket(self, bound)
             self._is_bound = True
@@ -693,14 +705,18 @@ class Server(_Peer):
         excluded = {exclude} if isinstance(exclude, int) else set(exclude)
         smart = isinstance(pkt, SmartPacket)
         together, one_by_one = [], []
+        own_send = {}  # connection type name -> whether it overrides send (asked once each)
         for cid in list(self.clients) if cids is None else cids:
             client = self.clients.get(cid)
             if client is None or cid in excluded or not STATE_ACTIVE <= client.state < STATE_CLOSED:
                 continue
             if smart and not pkt._may_send(cid):
                 continue
-            ct = self.conntypes.get(client.conntype)
-            if ct is not None and _overrides(ct, "send", ConnectionType):
+            name = client.conntype
+            if name not in own_send:
+                ct = self.conntypes.get(name)
+                own_send[name] = ct is not None and _overrides(ct, "send", ConnectionType)
+            if own_send[name]:
                 one_by_one.append(cid)
             else:
                 together.append(cid)
@@ -757,7 +773,7 @@ class Server(_Peer):
                     self.on_unknown_packet(pid, msg, cid)
                     return 1
                 if pid >= 64:
-                    self._recv_buffer().put(cid, pid, msg)
+                    self._keep_for_recv(cid, pid, msg)
                 pkt._receive(msg, cid)
                 client.on_receive(pid, msg)
                 if self._events_on():
@@ -1006,6 +1022,7 @@ class Client(_Peer):
                 certfile=cfg["net.ssl.client.certfile"],
                 keyfile=cfg["net.ssl.client.keyfile"],
             )
+            self._configure_recv()
             self._core.set_options(
                 self.target_conntype,
                 bool(self.cfg["net.registry.autosync"]),
@@ -1165,7 +1182,7 @@ class Client(_Peer):
                     self.on_unknown_packet(pid, msg, None)
                     return 1
                 if pid >= 64:
-                    self._recv_buffer().put(None, pid, msg)
+                    self._keep_for_recv(None, pid, msg)
                 pkt._receive(msg, None)
                 self.on_receive(pid, msg)
                 if self._events_on():

@@ -177,9 +177,7 @@ impl ServerShared {
     }
 
     async fn adopt_tls(self: Arc<Self>, stream: TcpStream, tls: Arc<ServerTls>) {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let peer = peer_text(&stream);
         if self.is_full(&lock(&self.conns)) {
             // Before the TLS handshake, a refusal can only be said in plaintext.
             self.refuse_full(stream);
@@ -238,9 +236,7 @@ impl ServerShared {
     }
 
     fn refuse_full(&self, stream: TcpStream) {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let peer = peer_text(&stream);
         self.log(format!(
             "refusing a connection from {peer}: the server already has {} connections \
              (net.limits.max_connections)",
@@ -326,6 +322,13 @@ impl ServerShared {
         drop(table);
         conn.apply(actions);
     }
+}
+
+/// The remote address of a socket, for log records.
+fn peer_text(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map_or_else(|_| "an unknown address".to_owned(), |addr| addr.to_string())
 }
 
 /// Tells a connection we will not serve why (a close packet), then hangs up.

@@ -335,11 +335,14 @@ impl ClientTls {
 }
 
 fn explain_client_failure(err: &io::Error) -> String {
-    let text = err.to_string();
-    if text.contains("InvalidContentType") || text.contains("corrupt message") {
-        format!("{text} (the server does not seem to speak TLS: is net.ssl.enabled set on it?)")
+    let tls_error = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    // What a plaintext peng3dnet server sends first (its hello frame) is not a TLS record.
+    if let Some(rustls::Error::InvalidMessage(_)) = tls_error {
+        format!("{err} (the server does not seem to speak TLS: is net.ssl.enabled set on it?)")
     } else {
-        text
+        err.to_string()
     }
 }
 
