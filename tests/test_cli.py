@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from support import PEERS, Harness, subprocess_env, wait_until
@@ -263,3 +264,28 @@ def test_tls_options_are_checked(pki, tmp_path):
     result = run("ping", "127.0.0.1:1", "--cafile", missing)
     assert result.returncode == 2
     assert "missing.pem" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_prints_traffic_statistics(serve):
+    proc, port = serve("--stats", "0.2")
+
+    class Client(peng3dnet.Client):
+        def _reg_packets_demo(self):
+            for name in ("echo:echo", "echo:latency", "chat:nick", "chat:welcome", "chat:message"):
+                self.register_packet(name, Packet(self.registry, self))
+
+    harness = Harness()
+    try:
+        client = harness.client(port, Client)
+        client.send_message("echo:echo", "counted")
+        time.sleep(0.6)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        lines = [line for line in out.splitlines() if "stats: 1 connected (1 accepted, 0 refused)" in line]
+        assert lines, out
+        assert re.search(
+            r"in \d+ packets / \d+ B, out \d+ packets / \d+ B, 0 B queued; rtt mean \d", lines[-1]
+        )
+    finally:
+        harness.close()

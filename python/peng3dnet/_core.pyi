@@ -80,6 +80,8 @@ class Connection:
     def close_reason(self) -> Optional[str]: ...
     def traffic(self) -> tuple[int, int, int, int]:
         """(bytes read, frames decoded, frames queued, bytes written) so far."""
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the connection's statistics (see ``Client.stats``)."""
     def send(
         self, pid: int, msg: Any, want_frame: bool = False
     ) -> Union[Literal[False], Literal[True], bytes]:
@@ -116,7 +118,11 @@ class PeerCore:
         handshake_timeout: Optional[float],
         idle_timeout: Optional[float],
         write_queue_limit: int,
-    ) -> None: ...
+        keepalive_interval: Optional[float] = None,
+        keepalive_timeout: Optional[float] = None,
+    ) -> None:
+        """Settings for connections made from now on. A keepalive interval turns on TCP
+        keepalive and offers heartbeats; raises ValueError for invalid values."""
     def register_packet(self, name: str, pid: int) -> None: ...
     def unregister_packet(self, name: str) -> None: ...
     def add_conntype(self, name: str, native: bool) -> None: ...
@@ -149,6 +155,10 @@ class ServerCore(PeerCore):
     def wait_all_gone(self, timeout: Optional[float] = None) -> bool: ...
     @property
     def connection_count(self) -> int: ...
+    def stats(self) -> dict[str, Any]:
+        """Totals over every connection so far (see ``Server.stats``)."""
+    def connection_stats(self) -> dict[int, dict[str, Any]]:
+        """Each live connection's statistics, by cid."""
     def gen_cid(self) -> int: ...
     def connection(self, cid: int) -> Optional[Connection]: ...
 

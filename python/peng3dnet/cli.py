@@ -1,10 +1,11 @@
 """The ``peng3dnet`` command (also ``python -m peng3dnet``).
 
-    peng3dnet serve [--host 127.0.0.1] [--port 8080] [--name NAME]
+    peng3dnet serve [--host 127.0.0.1] [--port 8080] [--name NAME] [--stats SECONDS]
     peng3dnet ping HOST[:PORT] [-c COUNT] [-i INTERVAL] [--timeout S] [--json]
     peng3dnet version
 
-``serve`` runs a pingable demo server speaking the examples' echo and chat protocol;
+``serve`` runs a pingable demo server speaking the examples' echo and chat protocol and
+prints traffic statistics every ``--stats`` seconds;
 ``ping`` asks a server for its ping data and measures round trips, like the UNIX ping.
 """
 
@@ -51,7 +52,7 @@ class _Nick(Packet):
         client.mode = MODE_CHAT
         present = sorted(c.nick for c in self.peer.clients.values() if c.mode == MODE_CHAT)
         self.peer.send_message("chat:welcome", {"nick": client.nick, "present": present}, cid)
-        self.peer.broadcast({"nick": "*", "text": f"{client.nick} joined"}, exclude=cid)
+        self.peer.tell_chatters({"nick": "*", "text": f"{client.nick} joined"}, exclude=cid)
         self.peer.log(f"client {cid} is now {client.nick!r}")
 
 
@@ -61,7 +62,7 @@ class _Chat(Packet):
             return
         client = self.peer.clients[cid]
         if client.mode == MODE_CHAT:
-            self.peer.broadcast({"nick": client.nick, "text": str(msg.get("text", ""))})
+            self.peer.tell_chatters({"nick": client.nick, "text": str(msg.get("text", ""))})
 
 
 class _DemoClient(net.ClientOnServer):
@@ -75,7 +76,7 @@ class _DemoClient(net.ClientOnServer):
     def on_close(self, reason=None):
         self.server.log(f"client {self.cid} closed ({reason})")
         if self.mode == MODE_CHAT:
-            self.server.broadcast({"nick": "*", "text": f"{self.nick} left"}, exclude=self.cid)
+            self.server.tell_chatters({"nick": "*", "text": f"{self.nick} left"}, exclude=self.cid)
 
 
 class DemoServer(ping.PingableServerMixin, net.Server):
@@ -96,10 +97,9 @@ class DemoServer(ping.PingableServerMixin, net.Server):
     def getPingData(self, msg, cid):
         return {"clients": len(self.clients)}
 
-    def broadcast(self, msg, exclude=None):
-        for cid, client in list(self.clients.items()):
-            if cid != exclude and client.mode == MODE_CHAT:
-                self.send_message("chat:message", msg, cid)
+    def tell_chatters(self, msg, exclude=None):
+        chatters = [cid for cid, client in list(self.clients.items()) if client.mode == MODE_CHAT]
+        self.broadcast("chat:message", msg, cids=chatters, exclude=() if exclude is None else exclude)
 
     def log(self, text):
         print(f"[{_stamp()}] {text}", file=self._out, flush=True)
@@ -134,13 +134,41 @@ def _serve(args):
     server.log(
         f"listening on {util.normalize_addr_formatted((host, port))} ({over}; echo, chat, ping); Ctrl-C stops"
     )
+    next_stats = time.monotonic() + args.stats if args.stats > 0 else math.inf
     while not stop.wait(0.2):
-        if args.seconds is not None and time.monotonic() - args.started > args.seconds:
+        now = time.monotonic()
+        if args.seconds is not None and now - args.started > args.seconds:
             break
+        if now >= next_stats:
+            next_stats = now + args.stats
+            server.log(format_stats(server.stats()))
     clients = len(server.clients)
     server.shutdown(join=True, timeout=5, reason="servershutdown")
     server.log(f"stopped; {clients} client(s) were told why")
     return 0
+
+
+def _size(n):
+    units = ["B", "KiB", "MiB", "GiB"]
+    while n >= 1024 and len(units) > 1:
+        n /= 1024
+        units.pop(0)
+    return f"{n} B" if units[0] == "B" else f"{n:.1f} {units[0]}"
+
+
+def _millis(seconds):
+    return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
+
+
+def format_stats(stats):
+    """One line summing up :meth:`peng3dnet.net.Server.stats`."""
+    return (
+        f"stats: {stats['connections']} connected ({stats['accepted']} accepted, "
+        f"{stats['refused']} refused); in {stats['packets_in']} packets / {_size(stats['bytes_in'])}, "
+        f"out {stats['packets_out']} packets / {_size(stats['bytes_out'])}, "
+        f"{_size(stats['queued_bytes'])} queued; rtt mean {_millis(stats['rtt_mean'])}, "
+        f"max {_millis(stats['rtt_max'])}"
+    )
 
 
 # --- ping ------------------------------------------------------------------------------
@@ -266,6 +294,13 @@ def _parser():
     serve.add_argument("--name", default="peng3dnet demo server", help="server name sent in ping answers")
     serve.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate (chain)")
     serve.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    serve.add_argument(
+        "--stats",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="print traffic statistics this often (default: 30; 0: never)",
+    )
     serve.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 

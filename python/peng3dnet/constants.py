@@ -196,5 +196,12 @@ DEFAULT_CONFIG = {
     "net.timeout.handshake": 10.0,
     # Close a connection from which nothing arrives this long; None or 0: never
     "net.timeout.idle": None,
+    # Dead-peer detection: TCP keepalive on every connection, plus heartbeats when the
+    # peer is peng3dnet-rs too (negotiated in the handshake; the original never sees them)
+    "net.keepalive.enabled": True,
+    # Seconds between probes
+    "net.keepalive.interval": 10.0,
+    # A peer silent this long is closed with the reason "timeout" (must exceed the interval)
+    "net.keepalive.timeout": 30.0,
 }
 """Default value of every configuration option."""

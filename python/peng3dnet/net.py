@@ -92,6 +92,15 @@ def _optional_seconds(value):
     return float(value) if value else None
 
 
+def _keepalive_settings(cfg):
+    if not cfg["net.keepalive.enabled"]:
+        return {"keepalive_interval": None, "keepalive_timeout": None}
+    return {
+        "keepalive_interval": float(cfg["net.keepalive.interval"]),
+        "keepalive_timeout": float(cfg["net.keepalive.timeout"]),
+    }
+
+
 def _overrides(obj, name, base):
     """Whether ``obj``'s ``name`` method differs from ``base``'s (or is set on the object)."""
     return name in getattr(obj, "__dict__", {}) or getattr(type(obj), name, None) is not getattr(base, name)
@@ -193,6 +202,7 @@ class _Peer:
             "handshake_timeout": _optional_seconds(cfg["net.timeout.handshake"]),
             "idle_timeout": _optional_seconds(cfg["net.timeout.idle"]),
             "write_queue_limit": int(cfg["net.limits.write_queue"]),
+            **_keepalive_settings(cfg),
         }
 
     # --- events --------------------------------------------------------------------
@@ -659,6 +669,22 @@ class Server(_Peer):
             )
         if pkt is not None:
             pkt._send(data, cid)
+
+    def stats(self, clients=False):
+        """A snapshot of the server's statistics (a new dict; cheap to take).
+
+        Totals over every connection since the server started: ``packets_in``,
+        ``packets_out``, ``bytes_in``, ``bytes_out`` (on the wire), ``payload_in``,
+        ``payload_out`` (msgpack bodies before compression), ``compression_in``,
+        ``compression_out`` (wire body bytes per payload byte; 1.0 without
+        compression). The live connections: ``connections``, ``queued_bytes``,
+        ``rtt_mean``, ``rtt_max`` (seconds, None without estimates). Also ``accepted``
+        and ``refused`` connections. With ``clients=True``, ``clients`` maps each live
+        cid to its connection's statistics (see :meth:`Client.stats`)."""
+        stats = self._core.stats()
+        if clients:
+            stats["clients"] = self._core.connection_stats()
+        return stats
 
     def recv(self, ptype=None, timeout=None):
         """Wait for the next message (of type ``ptype``: id, name or packet object, if
@@ -1141,6 +1167,19 @@ class Client(_Peer):
         """Queue one raw packet (header and body, no length prefix) for :meth:`process`.
         ``cid`` is ignored."""
         self._connection_of().inject(bytes(data))
+
+    def stats(self):
+        """A snapshot of the connection's statistics (a new dict; cheap to take), or
+        None before :meth:`connect`.
+
+        ``packets_in``, ``packets_out``, ``bytes_in``, ``bytes_out`` (on the wire),
+        ``payload_in``, ``payload_out`` (msgpack bodies before compression),
+        ``compression_in``, ``compression_out`` (wire body bytes per payload byte; 1.0
+        without compression), ``queued_bytes`` (waiting to be sent), ``uptime``,
+        ``handshake_time`` and ``rtt`` (the last round-trip estimate: from the
+        handshake, then from each heartbeat) in seconds (None until known), and
+        ``heartbeat`` (whether heartbeats run on the connection)."""
+        return None if self._conn is None else self._conn.stats()
 
     def recv(self, ptype=None, timeout=None):
         """Wait for the next message (of type ``ptype``: id, name or packet object, if

@@ -98,7 +98,7 @@ impl FrameCodec {
         pid: u32,
         msg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let frame = convert::encode_frame(py, pid, msg, &self.compression)?;
+        let (frame, _) = convert::encode_frame(py, pid, msg, &self.compression)?;
         Ok(PyBytes::new(py, &frame))
     }
 

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert;
 use super::errors;
+use super::stats_dict;
+use crate::protocol::packet;
 use crate::transport::client::ClientShared;
 use crate::transport::connection::Conn;
 use crate::transport::peer::PeerCommon;
@@ -143,6 +145,11 @@ impl Connection {
         (t.bytes_in, t.frames_in, t.frames_queued, t.bytes_out)
     }
 
+    /// Statistics now (see `Client.stats`).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict::connection(py, &self.conn.stats())
+    }
+
     /// Why the connection ended (None while open).
     #[getter]
     fn close_reason(&self) -> Option<String> {
@@ -162,9 +169,10 @@ impl Connection {
         if self.conn.is_closing() {
             return Ok(false.into_pyobject(py)?.to_owned().into_any());
         }
-        let frame = convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
+        let (frame, payload_len) =
+            convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
         let copy = want_frame.then(|| PyBytes::new(py, &frame));
-        if !self.conn.queue_frame(frame) {
+        if !self.conn.queue_frame(frame, payload_len) {
             return Ok(false.into_pyobject(py)?.to_owned().into_any());
         }
         Ok(match copy {
@@ -180,13 +188,17 @@ impl Connection {
         pid: u32,
         msg: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let frame = convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
+        let (frame, _) = convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
         Ok(PyBytes::new(py, &frame))
     }
 
     /// Queues a frame made by `encode`. Returns false if the connection is closing.
     fn queue(&self, frame: &[u8]) -> bool {
-        self.conn.queue_frame(bytes::Bytes::copy_from_slice(frame))
+        // The statistics count a compressed body at its compressed size here: the
+        // frame alone does not tell how large it was.
+        let payload_len = frame.len().saturating_sub(packet::FRAME_OVERHEAD);
+        self.conn
+            .queue_frame(bytes::Bytes::copy_from_slice(frame), payload_len)
     }
 
     /// Closes gracefully: queued packets, then a close packet with `reason`.

@@ -224,15 +224,16 @@ fn pack_tuple(t: &Bound<'_, PyTuple>, out: &mut Vec<u8>, level: usize) -> PyResu
     Ok(())
 }
 
-/// The complete frame of packet `pid` carrying `msg`: the body is packed in place
-/// behind the reserved header and compressed if `compression` says so. Compressing a
-/// large body takes a while, so that happens with the GIL released.
+/// The complete frame of packet `pid` carrying `msg`, and the length of the msgpack
+/// body before compression: the body is packed in place behind the reserved header and
+/// compressed if `compression` says so. Compressing a large body takes a while, so
+/// that happens with the GIL released.
 pub(crate) fn encode_frame(
     py: Python<'_>,
     pid: u32,
     msg: &Bound<'_, PyAny>,
     compression: &Compression,
-) -> PyResult<bytes::Bytes> {
+) -> PyResult<(bytes::Bytes, usize)> {
     let mut out = Vec::with_capacity(64);
     let start = packet::begin_frame(&mut out);
     pack(msg, &mut out)?;
@@ -247,7 +248,7 @@ pub(crate) fn encode_frame(
         (out, result)
     };
     result.map_err(|err| PyValueError::new_err(format!("cannot send packet {pid}: {err}")))?;
-    Ok(bytes::Bytes::from(out))
+    Ok((bytes::Bytes::from(out), body_len))
 }
 
 // ---------------------------------------------------------------------------------

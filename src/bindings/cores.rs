@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::codec::compression_level;
 use super::connection::{py_addr, Owner};
@@ -18,11 +18,12 @@ use super::convert;
 use super::duration;
 use super::errors;
 use super::events::take_events;
+use super::stats_dict;
 use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
 use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
-use crate::transport::connection::Settings;
+use crate::transport::connection::{Keepalive, Settings};
 use crate::transport::server::ServerShared;
 use crate::transport::tls::{
     ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, TlsSetupError,
@@ -51,6 +52,30 @@ fn socket_addrs(addrs: Vec<Bound<'_, PyTuple>>) -> PyResult<Vec<SocketAddr>> {
         .collect()
 }
 
+/// `net.keepalive.interval` and `.timeout` (seconds) as core settings; no interval
+/// means keepalive is off.
+fn keepalive_settings(interval: Option<f64>, timeout: Option<f64>) -> PyResult<Option<Keepalive>> {
+    let Some(interval) = interval else {
+        return Ok(None);
+    };
+    if !(interval.is_finite() && interval > 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "net.keepalive.interval must be a positive number of seconds, not {interval}"
+        )));
+    }
+    let timeout = timeout.unwrap_or(interval * 3.0);
+    if !(timeout.is_finite() && timeout > interval) {
+        return Err(PyValueError::new_err(format!(
+            "net.keepalive.timeout ({timeout}) must be longer than net.keepalive.interval \
+             ({interval}): a peer is only declared dead after it missed a probe"
+        )));
+    }
+    Ok(Some(Keepalive {
+        interval: Duration::from_secs_f64(interval),
+        timeout: Duration::from_secs_f64(timeout),
+    }))
+}
+
 /// What servers and clients share; the base class of `ServerCore` and `ClientCore`.
 #[pyclass(subclass, frozen, module = "peng3dnet._core")]
 pub(crate) struct PeerCore {
@@ -61,7 +86,7 @@ pub(crate) struct PeerCore {
 impl PeerCore {
     /// Sets compression and limits for connections made from now on.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout, handshake_timeout, idle_timeout, write_queue_limit))]
+    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout, handshake_timeout, idle_timeout, write_queue_limit, keepalive_interval = None, keepalive_timeout = None))]
     fn configure(
         &self,
         compress: bool,
@@ -77,7 +102,10 @@ impl PeerCore {
         handshake_timeout: Option<f64>,
         idle_timeout: Option<f64>,
         write_queue_limit: usize,
+        keepalive_interval: Option<f64>,
+        keepalive_timeout: Option<f64>,
     ) -> PyResult<()> {
+        let keepalive = keepalive_settings(keepalive_interval, keepalive_timeout)?;
         self.owner.common().configure(Settings {
             limits: Limits {
                 max_frame_len,
@@ -96,6 +124,7 @@ impl PeerCore {
             handshake_timeout: duration(handshake_timeout)?,
             idle_timeout: duration(idle_timeout)?,
             write_queue_limit,
+            keepalive,
         });
         Ok(())
     }
@@ -270,9 +299,9 @@ impl ServerCore {
         cids: Vec<u64>,
     ) -> PyResult<usize> {
         let compression = self.shared.common.settings().compression;
-        let frame = convert::encode_frame(py, pid, msg, &compression)?;
+        let (frame, payload_len) = convert::encode_frame(py, pid, msg, &compression)?;
         let shared = self.shared.clone();
-        Ok(py.detach(move || shared.broadcast(&frame, &cids)))
+        Ok(py.detach(move || shared.broadcast(&frame, payload_len, &cids)))
     }
 
     /// Sets the most connections the server keeps at once; more are refused with a
@@ -285,6 +314,30 @@ impl ServerCore {
     #[getter]
     fn connection_count(&self) -> usize {
         self.shared.connection_count()
+    }
+
+    /// Totals over every connection so far (see `Server.stats`).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.shared.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("connections", stats.connections)?;
+        dict.set_item("accepted", stats.accepted)?;
+        dict.set_item("refused", stats.refused)?;
+        stats_dict::add_traffic(&dict, &stats.traffic)?;
+        dict.set_item("queued_bytes", stats.queued_bytes)?;
+        let (mean, max) = stats.rtt.unzip();
+        dict.set_item("rtt_mean", mean.map(|d| d.as_secs_f64()))?;
+        dict.set_item("rtt_max", max.map(|d| d.as_secs_f64()))?;
+        Ok(dict)
+    }
+
+    /// Statistics of each live connection, by cid.
+    fn connection_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for conn in self.shared.connections() {
+            dict.set_item(conn.cid, stats_dict::connection(py, &conn.stats())?)?;
+        }
+        Ok(dict)
     }
 
     /// A new unique client id.

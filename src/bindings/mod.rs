@@ -17,6 +17,7 @@ mod convert;
 mod cores;
 mod errors;
 mod events;
+mod stats_dict;
 
 use std::time::Duration;
 

@@ -41,7 +41,17 @@ pub mod pid {
     pub const HANDSHAKE_ACCEPT: u32 = 4;
     /// Either way: the sender closes the connection, with a reason.
     pub const CLOSE: u32 = 16;
+    /// Either way, peng3dnet-rs only: a heartbeat probe (`{"ping": n}`) or its answer
+    /// (`{"pong": n}`). Sent only to a peer that offered heartbeats in the handshake
+    /// ([`super::HEARTBEAT_KEY`]), so the original never receives one. Not part of the
+    /// packet registry (a registry with it would not match the original's).
+    pub const HEARTBEAT: u32 = 32;
 }
+
+/// The key a peng3dnet-rs peer adds to its hello (server) or settype (client) message
+/// to offer application-level heartbeats; the value is its probe interval in seconds.
+/// The original reads only the keys it knows, so the extra key is invisible to it.
+pub const HEARTBEAT_KEY: &str = "rs.heartbeat";
 
 /// The internal packets as both sides register them, in the original's order.
 pub const INTERNAL_PACKETS: [(&str, u32); 5] = [
@@ -86,4 +96,7 @@ pub mod reason {
     pub const SERVER_FULL: &str = "serverfull";
     /// The server speaks only TLS and the client does not.
     pub const TLS_REQUIRED: &str = "tlsrequired";
+    /// The peer went silent: no heartbeat (or anything else) within the keepalive
+    /// timeout, or the operating system's TCP keepalive gave up on it.
+    pub const TIMEOUT: &str = "timeout";
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::constants::{
-    pid, reason, state, CONNTYPE_CLASSIC, CONNTYPE_NOTSET, PROTOVERSION, VERSION,
+    pid, reason, state, CONNTYPE_CLASSIC, CONNTYPE_NOTSET, HEARTBEAT_KEY, PROTOVERSION, VERSION,
 };
 use super::table::PacketTable;
 use crate::protocol::msgpack::Value;
@@ -39,6 +39,8 @@ pub enum Action {
     Close(String),
     /// The peer closed the connection with this reason; nothing is sent back.
     PeerClosed(Option<String>),
+    /// Both sides offered heartbeats: start probing the peer (peng3dnet-rs only).
+    StartHeartbeat,
 }
 
 /// How a connection type's `init` runs.
@@ -53,11 +55,23 @@ pub enum ConntypeKind {
 /// The connection types a peer knows, by name.
 pub type Conntypes = HashMap<String, ConntypeKind>;
 
-fn hello_body() -> Value {
-    Value::map([
+fn hello_body(heartbeat: Option<f64>) -> Value {
+    let mut pairs = vec![
         ("version", Value::from(VERSION)),
         ("protoversion", Value::from(PROTOVERSION)),
-    ])
+    ];
+    if let Some(interval) = heartbeat {
+        pairs.push((HEARTBEAT_KEY, Value::Float(interval)));
+    }
+    Value::map(pairs)
+}
+
+/// Whether the peer's hello or settype message offers heartbeats.
+fn offers_heartbeat(msg: &Value) -> bool {
+    matches!(
+        msg.get(HEARTBEAT_KEY),
+        Some(Value::Float(_) | Value::Int(_) | Value::UInt(_))
+    )
 }
 
 fn protoversion_ok(msg: &Value) -> bool {
@@ -72,13 +86,14 @@ fn close_reason(msg: &Value) -> Option<String> {
     }
 }
 
-/// What the server does with a newly accepted connection.
-pub fn server_accept() -> Vec<Action> {
+/// What the server does with a newly accepted connection. `heartbeat`: the server's
+/// heartbeat interval in seconds, offered to the client (`None`: heartbeats are off).
+pub fn server_accept(heartbeat: Option<f64>) -> Vec<Action> {
     vec![
         Action::SetState(state::HELLOWAIT),
         Action::Send {
             pid: pid::HELLO,
-            body: hello_body(),
+            body: hello_body(heartbeat),
         },
         Action::SetState(state::WAITTYPE),
     ]
@@ -101,13 +116,14 @@ pub fn server_classic_init(table: &PacketTable) -> Vec<Action> {
 }
 
 /// The server's response to internal packet `packet_id` with body `msg` on a
-/// connection in state `current`.
+/// connection in state `current`. `heartbeat`: whether the server offered heartbeats.
 pub fn server_packet(
     current: u32,
     packet_id: u32,
     msg: &Value,
     conntypes: &Conntypes,
     table: &PacketTable,
+    heartbeat: bool,
 ) -> Vec<Action> {
     match packet_id {
         pid::SETTYPE if current == state::WAITTYPE => {
@@ -119,6 +135,9 @@ pub fn server_packet(
                 return vec![Action::Close(reason::UNKNOWN_CONNTYPE.to_owned())];
             };
             let mut actions = vec![Action::SetConntype(name.clone())];
+            if heartbeat && offers_heartbeat(msg) {
+                actions.push(Action::StartHeartbeat);
+            }
             match kind {
                 ConntypeKind::NativeClassic => actions.extend(server_classic_init(table)),
                 ConntypeKind::Delegated => actions.push(Action::DelegateInit(name.clone())),
@@ -154,6 +173,9 @@ pub struct ClientRules<'a> {
     pub autosync: bool,
     /// `net.registry.missingpacketaction == "closeconnection"`.
     pub require_same_names: bool,
+    /// The client's heartbeat interval in seconds, accepted if the server offers
+    /// heartbeats (`None`: heartbeats are off).
+    pub heartbeat: Option<f64>,
 }
 
 /// What the client does once connected.
@@ -183,14 +205,22 @@ pub fn client_packet(
             let Some(kind) = rules.target_kind else {
                 return vec![Action::Close(reason::UNKNOWN_CONNTYPE.to_owned())];
             };
+            let mut settype = vec![("conntype", Value::from(rules.target_conntype))];
+            let heartbeat = rules.heartbeat.filter(|_| offers_heartbeat(msg));
+            if let Some(interval) = heartbeat {
+                settype.push((HEARTBEAT_KEY, Value::Float(interval)));
+            }
             let mut actions = vec![
                 Action::Send {
                     pid: pid::SETTYPE,
-                    body: Value::map([("conntype", Value::from(rules.target_conntype))]),
+                    body: Value::map(settype),
                 },
                 Action::SetConntype(rules.target_conntype.to_owned()),
                 Action::SetState(state::WAITTYPE),
             ];
+            if heartbeat.is_some() {
+                actions.push(Action::StartHeartbeat);
+            }
             match kind {
                 ConntypeKind::NativeClassic => actions.extend(client_classic_init()),
                 ConntypeKind::Delegated => {
@@ -245,6 +275,7 @@ mod tests {
         client_table: PacketTable,
         closed: Option<(&'static str, String)>,
         completed: (bool, bool),
+        heartbeats: (bool, bool),
         delegated: Vec<(&'static str, String)>,
     }
 
@@ -252,6 +283,23 @@ mod tests {
         conntypes: &Conntypes,
         server_table: &PacketTable,
         client_table: PacketTable,
+        rules_for: impl Fn(&PacketTable) -> (Option<ConntypeKind>, bool, bool, &'static str),
+    ) -> Pair {
+        run_with_heartbeats(
+            conntypes,
+            server_table,
+            client_table,
+            (None, None),
+            rules_for,
+        )
+    }
+
+    /// [`run`] with the server's and the client's heartbeat intervals.
+    fn run_with_heartbeats(
+        conntypes: &Conntypes,
+        server_table: &PacketTable,
+        client_table: PacketTable,
+        heartbeat: (Option<f64>, Option<f64>),
         rules_for: impl Fn(&PacketTable) -> (Option<ConntypeKind>, bool, bool, &'static str),
     ) -> Pair {
         let mut pair = Pair {
@@ -262,6 +310,7 @@ mod tests {
             client_table,
             closed: None,
             completed: (false, false),
+            heartbeats: (false, false),
             delegated: Vec::new(),
         };
         // (to_server, pid, body)
@@ -284,15 +333,24 @@ mod tests {
                         pair.closed = Some((if server { "server" } else { "client" }, r))
                     }
                     Action::PeerClosed(_) => {}
+                    Action::StartHeartbeat if server => pair.heartbeats.0 = true,
+                    Action::StartHeartbeat => pair.heartbeats.1 = true,
                 }
             }
         };
-        apply(&mut pair, true, server_accept(), &mut wire);
+        apply(&mut pair, true, server_accept(heartbeat.0), &mut wire);
         apply(&mut pair, false, client_connect(), &mut wire);
         while !wire.is_empty() && pair.closed.is_none() {
             let (to_server, packet, body) = wire.remove(0);
             let actions = if to_server {
-                server_packet(pair.server_state, packet, &body, conntypes, server_table)
+                server_packet(
+                    pair.server_state,
+                    packet,
+                    &body,
+                    conntypes,
+                    server_table,
+                    heartbeat.0.is_some(),
+                )
             } else {
                 let (kind, autosync, same, target) = rules_for(&pair.client_table);
                 let table = pair.client_table.clone();
@@ -302,6 +360,7 @@ mod tests {
                     table: &table,
                     autosync,
                     require_same_names: same,
+                    heartbeat: heartbeat.1,
                 };
                 client_packet(
                     pair.client_state,
@@ -351,6 +410,45 @@ mod tests {
         assert_eq!(pair.client_conntype, CONNTYPE_CLASSIC);
         assert_eq!(pair.client_table.id_of("game:a"), Some(64));
         assert_eq!(pair.client_table.id_of("game:b"), Some(65));
+    }
+
+    #[test]
+    fn heartbeats_start_only_when_both_sides_offer_them() {
+        let classic_rules = |_: &PacketTable| {
+            (
+                Some(ConntypeKind::NativeClassic),
+                true,
+                true,
+                CONNTYPE_CLASSIC,
+            )
+        };
+        for (server, client, expected) in [
+            (Some(1.0), Some(2.0), (true, true)),
+            (Some(1.0), None, (false, false)),
+            (None, Some(2.0), (false, false)),
+            (None, None, (false, false)),
+        ] {
+            let (server_table, client_table) = tables();
+            let pair = run_with_heartbeats(
+                &classic(),
+                &server_table,
+                client_table,
+                (server, client),
+                classic_rules,
+            );
+            assert_eq!(pair.closed, None);
+            assert_eq!(pair.completed, (true, true));
+            assert_eq!(
+                pair.heartbeats, expected,
+                "server {server:?}, client {client:?}"
+            );
+        }
+        // The offer is an extra key that the original does not read.
+        assert_eq!(
+            hello_body(Some(1.5)).get(HEARTBEAT_KEY),
+            Some(&Value::Float(1.5))
+        );
+        assert_eq!(hello_body(None).get(HEARTBEAT_KEY), None);
     }
 
     #[test]
@@ -420,6 +518,7 @@ mod tests {
             table: &PacketTable::with_internal_packets(),
             autosync: true,
             require_same_names: true,
+            heartbeat: None,
         };
         let hello = Value::map([
             ("version", Value::from("9")),
@@ -452,16 +551,22 @@ mod tests {
         let table = PacketTable::with_internal_packets();
         let conntypes = classic();
         // A second settype, or one before the hello was sent, is ignored.
-        assert!(
-            server_packet(state::ACTIVE, pid::SETTYPE, &Value::Nil, &conntypes, &table).is_empty()
-        );
+        assert!(server_packet(
+            state::ACTIVE,
+            pid::SETTYPE,
+            &Value::Nil,
+            &conntypes,
+            &table,
+            false
+        )
+        .is_empty());
         // Accept before the handshake, or a handshake sent to the server, closes.
         for (current, packet) in [
             (state::WAITTYPE, pid::HANDSHAKE_ACCEPT),
             (state::ACTIVE, pid::HANDSHAKE),
         ] {
             assert_eq!(
-                server_packet(current, packet, &Value::Nil, &conntypes, &table),
+                server_packet(current, packet, &Value::Nil, &conntypes, &table, false),
                 vec![Action::Close(reason::SMARTPACKET_INVALID.to_owned())]
             );
         }
@@ -469,9 +574,10 @@ mod tests {
         assert!(server_packet(
             state::WAITTYPE,
             pid::HELLO,
-            &hello_body(),
+            &hello_body(None),
             &conntypes,
-            &table
+            &table,
+            false
         )
         .is_empty());
         // An accept without success leaves the connection waiting.
@@ -481,7 +587,8 @@ mod tests {
             pid::HANDSHAKE_ACCEPT,
             &refused,
             &conntypes,
-            &table
+            &table,
+            false
         )
         .is_empty());
     }
@@ -495,11 +602,19 @@ mod tests {
             &Value::map::<&str>([]),
             &classic(),
             &table,
+            false,
         );
         assert_eq!(actions[0], Action::SetConntype(CONNTYPE_CLASSIC.to_owned()));
         let bad = Value::map([("conntype", Value::from(5u32))]);
         assert_eq!(
-            server_packet(state::WAITTYPE, pid::SETTYPE, &bad, &classic(), &table),
+            server_packet(
+                state::WAITTYPE,
+                pid::SETTYPE,
+                &bad,
+                &classic(),
+                &table,
+                false
+            ),
             vec![Action::Close(reason::UNKNOWN_CONNTYPE.to_owned())]
         );
     }
@@ -518,7 +633,7 @@ mod tests {
         ];
         for (msg, expected) in cases {
             assert_eq!(
-                server_packet(state::ACTIVE, pid::CLOSE, &msg, &classic(), &table),
+                server_packet(state::ACTIVE, pid::CLOSE, &msg, &classic(), &table, false),
                 vec![Action::PeerClosed(expected)]
             );
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::connection::{Conn, Role, SocketInfo};
-use super::peer::{deadline, socket_info, wait_until, PeerCommon};
+use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
 use super::tls::{ClientTls, TlsHandshakeError};
 use crate::peer::constants::{sslsec, state};
@@ -123,7 +123,7 @@ impl ClientShared {
         let conn = match tls {
             None => self.common.start_connection(0, stream, self.clone())?,
             Some(tls) => {
-                let info = socket_info(&stream, sslsec::NONE)?;
+                let info = self.common.socket_info(&stream, sslsec::NONE)?;
                 let limit = self.common.settings().handshake_timeout.unwrap_or(timeout);
                 let (stream, level) = runtime()
                     .block_on(tokio::time::timeout(limit, tls.connect(stream, host)))
@@ -220,6 +220,7 @@ impl Role for ClientShared {
             table: &table,
             autosync: options.autosync,
             require_same_names: options.require_same_names,
+            heartbeat: conn.settings().keepalive.map(|k| k.interval_secs()),
         };
         handshake::client_packet(conn.state(), &conn.conntype(), packet_id, msg, &rules)
     }

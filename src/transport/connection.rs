@@ -14,8 +14,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,6 +57,26 @@ pub struct Settings {
     /// up is not reading: the connection is dropped with "writequeuefull". (One frame
     /// larger than this is still accepted into an empty queue.)
     pub write_queue_limit: usize,
+    /// Dead-peer detection (`net.keepalive.*`); `None`: off.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// Dead-peer detection: TCP keepalive on every socket, and heartbeats on connections
+/// whose peer is a peng3dnet-rs peer that offered them too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Keepalive {
+    /// How often a connection is probed.
+    pub interval: Duration,
+    /// A connection on which nothing arrives for this long is closed with "timeout"
+    /// (heartbeats), or given up by the operating system (TCP keepalive).
+    pub timeout: Duration,
+}
+
+impl Keepalive {
+    /// The heartbeat interval as announced in the handshake, in seconds.
+    pub fn interval_secs(&self) -> f64 {
+        self.interval.as_secs_f64()
+    }
 }
 
 impl Default for Settings {
@@ -70,6 +90,10 @@ impl Default for Settings {
             handshake_timeout: Some(Duration::from_secs(10)),
             idle_timeout: None,
             write_queue_limit: 64 * 1024 * 1024,
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(30),
+            }),
         }
     }
 }
@@ -145,6 +169,33 @@ pub struct Conn {
     tasks_alive: AtomicU8,
     /// Traffic counters (for statistics and diagnosis).
     pub(super) traffic: Traffic,
+    /// When the connection started; the time base of the microsecond fields below.
+    started: Instant,
+    /// When input last arrived, in microseconds since `started`.
+    last_input_us: AtomicU64,
+    /// How long the handshake took, in microseconds ([`UNKNOWN`] until it completes).
+    handshake_us: AtomicU64,
+    /// The last round-trip estimate, in microseconds ([`UNKNOWN`] until there is one).
+    rtt_us: AtomicU64,
+    /// Requests awaiting the answer that times a round trip.
+    probes: Mutex<Probes>,
+    /// Heartbeats were negotiated and are running.
+    heartbeat_on: AtomicBool,
+}
+
+/// The value of an unset microsecond field of [`Conn`].
+const UNKNOWN: u64 = u64::MAX;
+
+/// Outstanding round-trip probes of a connection.
+#[derive(Debug, Default)]
+struct Probes {
+    /// A handshake packet (hello, settype) was sent at this time; the peer's next
+    /// internal packet answers it.
+    handshake: Option<Instant>,
+    /// The last heartbeat probe: its number and when it was sent.
+    heartbeat: Option<(u64, Instant)>,
+    /// Number of the next heartbeat probe.
+    next_heartbeat: u64,
 }
 
 /// What went through one connection so far. Relaxed counters: each is exact, but a
@@ -155,23 +206,52 @@ pub struct Traffic {
     pub bytes_in: AtomicU64,
     /// Frames decoded from those bytes.
     pub frames_in: AtomicU64,
+    /// Body bytes of those frames as they arrived (compressed or not).
+    pub wire_body_in: AtomicU64,
+    /// Body bytes of those frames once inflated: the msgpack payload.
+    pub payload_in: AtomicU64,
     /// Frames queued for sending.
     pub frames_queued: AtomicU64,
+    /// Body bytes of those frames as sent (compressed or not).
+    pub wire_body_out: AtomicU64,
+    /// Body bytes of those frames before compression: the msgpack payload.
+    pub payload_out: AtomicU64,
     /// Bytes handed to the socket.
     pub bytes_out: AtomicU64,
 }
 
-/// A snapshot of [`Traffic`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A snapshot of [`Traffic`] (and the sum of several, for a server's totals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrafficSnapshot {
     /// Bytes read from the socket.
     pub bytes_in: u64,
     /// Frames decoded.
     pub frames_in: u64,
+    /// Body bytes received, as they arrived.
+    pub wire_body_in: u64,
+    /// Body bytes received, inflated.
+    pub payload_in: u64,
     /// Frames queued for sending.
     pub frames_queued: u64,
+    /// Body bytes queued, as sent.
+    pub wire_body_out: u64,
+    /// Body bytes queued, before compression.
+    pub payload_out: u64,
     /// Bytes handed to the socket.
     pub bytes_out: u64,
+}
+
+impl std::ops::AddAssign for TrafficSnapshot {
+    fn add_assign(&mut self, other: TrafficSnapshot) {
+        self.bytes_in += other.bytes_in;
+        self.frames_in += other.frames_in;
+        self.wire_body_in += other.wire_body_in;
+        self.payload_in += other.payload_in;
+        self.frames_queued += other.frames_queued;
+        self.wire_body_out += other.wire_body_out;
+        self.payload_out += other.payload_out;
+        self.bytes_out += other.bytes_out;
+    }
 }
 
 impl Traffic {
@@ -179,14 +259,51 @@ impl Traffic {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    fn snapshot(&self) -> TrafficSnapshot {
+    /// The counters now.
+    pub fn snapshot(&self) -> TrafficSnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         TrafficSnapshot {
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            frames_in: self.frames_in.load(Ordering::Relaxed),
-            frames_queued: self.frames_queued.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bytes_in: load(&self.bytes_in),
+            frames_in: load(&self.frames_in),
+            wire_body_in: load(&self.wire_body_in),
+            payload_in: load(&self.payload_in),
+            frames_queued: load(&self.frames_queued),
+            wire_body_out: load(&self.wire_body_out),
+            payload_out: load(&self.payload_out),
+            bytes_out: load(&self.bytes_out),
         }
     }
+
+    /// Adds a finished connection's counters (for a server's totals).
+    pub fn absorb(&self, other: &TrafficSnapshot) {
+        let add = |counter: &AtomicU64, n: u64| counter.fetch_add(n, Ordering::Relaxed);
+        add(&self.bytes_in, other.bytes_in);
+        add(&self.frames_in, other.frames_in);
+        add(&self.wire_body_in, other.wire_body_in);
+        add(&self.payload_in, other.payload_in);
+        add(&self.frames_queued, other.frames_queued);
+        add(&self.wire_body_out, other.wire_body_out);
+        add(&self.payload_out, other.payload_out);
+        add(&self.bytes_out, other.bytes_out);
+    }
+}
+
+/// A connection's statistics at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnStats {
+    /// What went through it.
+    pub traffic: TrafficSnapshot,
+    /// Bytes queued and not yet written.
+    pub queued_bytes: usize,
+    /// How long it has existed.
+    pub uptime: Duration,
+    /// How long the handshake took (`None`: not complete).
+    pub handshake_time: Option<Duration>,
+    /// The last round-trip estimate: from the handshake, then from each heartbeat
+    /// (`None`: none yet).
+    pub rtt: Option<Duration>,
+    /// Whether heartbeats run on it.
+    pub heartbeat: bool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -256,6 +373,12 @@ impl Conn {
             inbox_drained: Notify::new(),
             tasks_alive: AtomicU8::new(2),
             traffic: Traffic::default(),
+            started: Instant::now(),
+            last_input_us: AtomicU64::new(0),
+            handshake_us: AtomicU64::new(UNKNOWN),
+            rtt_us: AtomicU64::new(UNKNOWN),
+            probes: Mutex::new(Probes::default()),
+            heartbeat_on: AtomicBool::new(false),
         });
         conn.inbox.push(Event::Connected(conn.clone()));
         let start = conn.role.start(&conn);
@@ -340,6 +463,47 @@ impl Conn {
         self.traffic.snapshot()
     }
 
+    /// Statistics now.
+    pub fn stats(&self) -> ConnStats {
+        let micros = |field: &AtomicU64| match field.load(Ordering::Relaxed) {
+            UNKNOWN => None,
+            us => Some(Duration::from_micros(us)),
+        };
+        ConnStats {
+            traffic: self.traffic.snapshot(),
+            queued_bytes: self.queued_bytes(),
+            uptime: self.started.elapsed(),
+            handshake_time: micros(&self.handshake_us),
+            rtt: micros(&self.rtt_us),
+            heartbeat: self.heartbeat_on.load(Ordering::Relaxed),
+        }
+    }
+
+    fn micros_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(UNKNOWN - 1)
+    }
+
+    /// Notes that input arrived now (for heartbeat timeouts).
+    pub(super) fn note_input(&self) {
+        self.last_input_us
+            .store(self.micros_since_start(), Ordering::Relaxed);
+    }
+
+    /// How long ago input last arrived (or the connection started).
+    fn silence(&self) -> Duration {
+        let last = Duration::from_micros(self.last_input_us.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    fn probes(&self) -> MutexGuard<'_, Probes> {
+        self.probes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_rtt(&self, sent: Instant) {
+        let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(UNKNOWN - 1);
+        self.rtt_us.store(us, Ordering::Relaxed);
+    }
+
     /// The peer's shared settings.
     pub fn settings(&self) -> &Arc<Settings> {
         &self.settings
@@ -347,8 +511,9 @@ impl Conn {
 
     // --- sending --------------------------------------------------------------------
 
-    /// Queues a complete frame. Returns false if the connection is closing.
-    pub fn queue_frame(self: &Arc<Self>, frame: Bytes) -> bool {
+    /// Queues a complete frame whose body was `payload_len` bytes before compression
+    /// (for the statistics). Returns false if the connection is closing.
+    pub fn queue_frame(self: &Arc<Self>, frame: Bytes, payload_len: usize) -> bool {
         if self.is_closing() {
             return false;
         }
@@ -374,6 +539,8 @@ impl Conn {
             return false;
         }
         Traffic::add(&self.traffic.frames_queued, 1);
+        Traffic::add(&self.traffic.wire_body_out, len - packet::FRAME_OVERHEAD);
+        Traffic::add(&self.traffic.payload_out, payload_len);
         true
     }
 
@@ -385,7 +552,10 @@ impl Conn {
             return; // cannot happen: internal bodies are far below 4 GiB
         }
         let frame = Bytes::from(out);
-        if self.queue_frame(frame.clone()) {
+        if packet_id == pid::HELLO || packet_id == pid::SETTYPE {
+            self.probes().handshake = Some(Instant::now());
+        }
+        if self.queue_frame(frame.clone(), body.len()) {
             self.inbox.push(Event::Sent {
                 conn: self.clone(),
                 pid: packet_id,
@@ -510,6 +680,8 @@ impl Conn {
                 Action::SetState(value) => self.set_state(value),
                 Action::SetConntype(name) => self.set_conntype(name),
                 Action::HandshakeComplete => {
+                    self.handshake_us
+                        .store(self.micros_since_start(), Ordering::Relaxed);
                     self.inbox.push(Event::HandshakeComplete(self.clone()));
                     self.role.status_changed(self);
                 }
@@ -523,6 +695,7 @@ impl Conn {
                 Action::AdoptTable(table) => self.role.adopt_table(table),
                 Action::Close(reason) => self.close(Some(reason)),
                 Action::PeerClosed(reason) => self.abort(reason),
+                Action::StartHeartbeat => self.start_heartbeat(),
             }
         }
     }
@@ -569,6 +742,8 @@ impl Conn {
         read_limits: ReadLimits,
     ) -> Result<(), ProtocolError> {
         let body = packet::open_body(&frame, &self.settings.limits)?;
+        Traffic::add(&self.traffic.wire_body_in, frame.body.len());
+        Traffic::add(&self.traffic.payload_in, body.len());
         let packet_id = frame.header.pid;
         let flags = frame.header.flags.bits();
         if packet_id >= INTERNAL_ID_LIMIT {
@@ -587,6 +762,14 @@ impl Conn {
             }
         }
         let msg = Value::decode(&body, read_limits)?;
+        if packet_id == pid::HEARTBEAT {
+            // Heartbeats stay in the core: the registry does not know them.
+            self.heartbeat_received(&msg);
+            return Ok(());
+        }
+        if let Some(sent) = self.probes().handshake.take() {
+            self.set_rtt(sent);
+        }
         let actions = self.role.internal_packet(self, packet_id, &msg);
         // The packet itself first (on_receive), then what it caused (on_close, ...).
         self.inbox.push(Event::Packet {
@@ -625,9 +808,95 @@ impl Conn {
         Ok(())
     }
 
+    // --- heartbeats ---------------------------------------------------------------------
+
+    /// Starts probing the peer every keepalive interval and closing the connection with
+    /// "timeout" once nothing has arrived for the keepalive timeout.
+    fn start_heartbeat(self: &Arc<Self>) {
+        let Some(keepalive) = self.settings.keepalive else {
+            return;
+        };
+        if self.heartbeat_on.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        super::runtime::runtime().spawn(heartbeat_loop(self.clone(), keepalive));
+    }
+
+    /// Queues a heartbeat packet (no `on_send`: it is not the app's packet).
+    fn send_heartbeat(self: &Arc<Self>, body: &Value) {
+        let body = body.to_bytes();
+        let mut frame = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
+        let compression = Compression {
+            enabled: false,
+            ..self.settings.compression
+        };
+        if packet::encode_packet(pid::HEARTBEAT, &body, &compression, &mut frame).is_ok() {
+            self.queue_frame(Bytes::from(frame), body.len());
+        }
+    }
+
+    /// Answers a probe; times the round trip of an answer to our last probe.
+    fn heartbeat_received(self: &Arc<Self>, msg: &Value) {
+        if let Some(seq) = msg.get("ping") {
+            if !self.is_closing() {
+                self.send_heartbeat(&Value::map([("pong", seq.clone())]));
+            }
+        } else if let Some(seq) = msg.get("pong").and_then(Value::as_i64) {
+            let mut probes = self.probes();
+            if let Some((sent_seq, sent)) = probes.heartbeat {
+                if i64::try_from(sent_seq) == Ok(seq) {
+                    probes.heartbeat = None;
+                    drop(probes);
+                    self.set_rtt(sent);
+                }
+            }
+        }
+    }
+
     pub(super) fn task_ended(self: &Arc<Self>) {
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
+        }
+    }
+}
+
+/// Probes the peer of `conn` every interval; closes the connection with "timeout" when
+/// nothing (probe answers included) has arrived for the timeout.
+async fn heartbeat_loop(conn: Arc<Conn>, keepalive: Keepalive) {
+    let mut last_probe = Instant::now();
+    loop {
+        let silence = conn.silence();
+        if silence >= keepalive.timeout {
+            conn.inbox.push(Event::Log {
+                conn: conn.clone(),
+                level: LogLevel::Info,
+                message: format!(
+                    "closing connection {} from {}: nothing received for {silence:?}",
+                    conn.cid, conn.peer_addr
+                ),
+            });
+            conn.close(Some(reason::TIMEOUT.to_owned()));
+            return;
+        }
+        let until_probe = keepalive.interval.saturating_sub(last_probe.elapsed());
+        let wait = until_probe.min(keepalive.timeout - silence);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = conn.cancel.cancelled() => return,
+        }
+        if conn.is_closing() {
+            return;
+        }
+        if last_probe.elapsed() >= keepalive.interval {
+            last_probe = Instant::now();
+            let seq = {
+                let mut probes = conn.probes();
+                let seq = probes.next_heartbeat;
+                probes.next_heartbeat += 1;
+                probes.heartbeat = Some((seq, last_probe));
+                seq
+            };
+            conn.send_heartbeat(&Value::map([("ping", Value::UInt(seq))]));
         }
     }
 }

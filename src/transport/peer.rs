@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::connection::{socket_handle, Conn, Role, Settings, SocketInfo};
+use super::connection::{socket_handle, Conn, Keepalive, Role, Settings, SocketInfo};
 use super::inbox::Inbox;
 use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
@@ -63,7 +63,7 @@ impl PeerCommon {
         stream: TcpStream,
         role: Arc<dyn Role>,
     ) -> io::Result<Arc<Conn>> {
-        let info = socket_info(&stream, sslsec::NONE)?;
+        let info = self.socket_info(&stream, sslsec::NONE)?;
         let (reader, writer) = stream.into_split();
         Ok(self.start_split(cid, info, reader, writer, role))
     }
@@ -121,16 +121,44 @@ impl PeerCommon {
     }
 }
 
-/// Prepares a connected socket (no Nagle delay) and describes it.
-pub fn socket_info(stream: &TcpStream, ssl_seclevel: u32) -> io::Result<SocketInfo> {
+impl PeerCommon {
+    /// Prepares a connected socket with the current settings (see [`socket_info`]).
+    pub fn socket_info(&self, stream: &TcpStream, ssl_seclevel: u32) -> io::Result<SocketInfo> {
+        socket_info(stream, ssl_seclevel, self.settings().keepalive)
+    }
+}
+
+/// Prepares a connected socket (no Nagle delay; TCP keepalive per `keepalive`) and
+/// describes it.
+pub fn socket_info(
+    stream: &TcpStream,
+    ssl_seclevel: u32,
+    keepalive: Option<Keepalive>,
+) -> io::Result<SocketInfo> {
     // Small request/response packets must not wait for Nagle's algorithm.
     stream.set_nodelay(true)?;
+    if let Some(keepalive) = keepalive {
+        set_tcp_keepalive(stream, keepalive)?;
+    }
     Ok(SocketInfo {
         peer_addr: stream.peer_addr()?,
         local_addr: stream.local_addr()?,
         fd: socket_handle(stream),
         ssl_seclevel,
     })
+}
+
+/// Turns on TCP keepalive so that the operating system gives up on a peer that stops
+/// answering (a crashed host, a pulled cable) about `keepalive.timeout` after the
+/// last data: probes start after one interval of silence and repeat every interval.
+fn set_tcp_keepalive(stream: &TcpStream, keepalive: Keepalive) -> io::Result<()> {
+    let interval = keepalive.interval.max(Duration::from_secs(1));
+    let probes = (keepalive.timeout.as_secs_f64() / interval.as_secs_f64()).ceil() as u32;
+    let params = socket2::TcpKeepalive::new()
+        .with_time(interval)
+        .with_interval(interval)
+        .with_retries(probes.saturating_sub(1).max(1));
+    socket2::SockRef::from(stream).set_tcp_keepalive(&params)
 }
 
 /// Waits on `condvar` until `done` holds or `deadline` passes (never, if `None`);

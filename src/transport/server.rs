@@ -14,9 +14,11 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::client::is_active_state;
-use super::connection::{socket_handle as raw_fd, Conn, Role, SocketInfo};
+use super::connection::{
+    socket_handle as raw_fd, Conn, Role, SocketInfo, Traffic, TrafficSnapshot,
+};
 use super::inbox::{Event, LogLevel};
-use super::peer::{deadline, socket_info, wait_until, PeerCommon};
+use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
 use super::tls::ServerTls;
 use crate::peer::constants::{pid, reason, sslsec};
@@ -45,6 +47,29 @@ pub struct ServerShared {
     listener: Mutex<Option<TcpListener>>,
     /// TLS for connections accepted from now on (`None`: plain TCP).
     tls: Mutex<Option<Arc<ServerTls>>>,
+    /// Connections started so far.
+    accepted: AtomicU64,
+    /// Connections refused (server full, plaintext to a TLS server).
+    refused: AtomicU64,
+    /// The traffic of connections that have ended.
+    retired: Traffic,
+}
+
+/// A server's statistics at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerStats {
+    /// Live connections.
+    pub connections: usize,
+    /// Connections started since the server started.
+    pub accepted: u64,
+    /// Connections refused.
+    pub refused: u64,
+    /// Traffic of every connection, live or ended.
+    pub traffic: TrafficSnapshot,
+    /// Bytes queued and not yet written, over the live connections.
+    pub queued_bytes: usize,
+    /// Round-trip estimates over the live connections that have one: (mean, max).
+    pub rtt: Option<(Duration, Duration)>,
 }
 
 /// How long a TLS server waits for a new connection's first byte. A TLS client sends
@@ -72,6 +97,9 @@ impl ServerShared {
             accept_cancel: CancellationToken::new(),
             listener: Mutex::new(None),
             tls: Mutex::new(None),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            retired: Traffic::default(),
         })
     }
 
@@ -173,6 +201,7 @@ impl ServerShared {
         let cid = self.gen_cid();
         if let Ok(conn) = self.common.start_connection(cid, stream, self.clone()) {
             conns.insert(cid, conn);
+            self.accepted.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -195,6 +224,7 @@ impl ServerShared {
                 self.log(format!(
                     "refusing a plaintext connection from {peer}: this server requires TLS"
                 ));
+                self.refused.fetch_add(1, Ordering::Relaxed);
                 refuse(stream, reason::TLS_REQUIRED).await;
                 return;
             }
@@ -206,7 +236,7 @@ impl ServerShared {
         let accepted = tokio::select! {
             () = self.accept_cancel.cancelled() => return,
             accepted = tokio::time::timeout(limit, async {
-                let info = socket_info(&stream, sslsec::NONE)?;
+                let info = self.common.socket_info(&stream, sslsec::NONE)?;
                 let (stream, level) = tls.accept(stream).await?;
                 Ok::<_, io::Error>((stream, SocketInfo { ssl_seclevel: level, ..info }))
             }) => accepted,
@@ -233,9 +263,11 @@ impl ServerShared {
             .common
             .start_tls_connection(cid, info, stream, self.clone());
         conns.insert(cid, conn);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
     fn refuse_full(&self, stream: TcpStream) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
         let peer = peer_text(&stream);
         self.log(format!(
             "refusing a connection from {peer}: the server already has {} connections \
@@ -255,7 +287,7 @@ impl ServerShared {
     /// Queues one encoded frame to each of `cids` that is live, active (handshake
     /// done) and not closing; returns how many got it. One slow or closing client does
     /// not hold up the others: each has its own queue.
-    pub fn broadcast(&self, frame: &Bytes, cids: &[u64]) -> usize {
+    pub fn broadcast(&self, frame: &Bytes, payload_len: usize, cids: &[u64]) -> usize {
         let targets: Vec<Arc<Conn>> = {
             let conns = lock(&self.conns);
             cids.iter()
@@ -265,7 +297,7 @@ impl ServerShared {
         targets
             .iter()
             .filter(|conn| is_active_state(conn.state()) && !conn.is_closing())
-            .filter(|conn| conn.queue_frame(frame.clone()))
+            .filter(|conn| conn.queue_frame(frame.clone(), payload_len))
             .count()
     }
 
@@ -277,6 +309,39 @@ impl ServerShared {
     /// Number of live connections.
     pub fn connection_count(&self) -> usize {
         lock(&self.conns).len()
+    }
+
+    /// The live connections, by cid.
+    pub fn connections(&self) -> Vec<Arc<Conn>> {
+        lock(&self.conns).values().cloned().collect()
+    }
+
+    /// Statistics now: totals over every connection so far, and the live ones' state.
+    pub fn stats(&self) -> ServerStats {
+        // Under the table lock: a connection that ends meanwhile is counted either
+        // live or retired, never both (`gone` retires it under the same lock).
+        let live = lock(&self.conns);
+        let mut traffic = self.retired.snapshot();
+        let mut queued_bytes = 0;
+        let (mut rtt_sum, mut rtt_max, mut rtt_count) = (Duration::ZERO, Duration::ZERO, 0u32);
+        for conn in live.values() {
+            let stats = conn.stats();
+            traffic += stats.traffic;
+            queued_bytes += stats.queued_bytes;
+            if let Some(rtt) = stats.rtt {
+                rtt_sum += rtt;
+                rtt_max = rtt_max.max(rtt);
+                rtt_count += 1;
+            }
+        }
+        ServerStats {
+            connections: live.len(),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            traffic,
+            queued_bytes,
+            rtt: (rtt_count > 0).then(|| (rtt_sum / rtt_count, rtt_max)),
+        }
     }
 
     /// Closes every connection gracefully with `reason`.
@@ -346,8 +411,8 @@ async fn refuse(mut stream: TcpStream, why: &'static str) {
 }
 
 impl Role for ServerShared {
-    fn start(&self, _conn: &Arc<Conn>) -> Vec<Action> {
-        handshake::server_accept()
+    fn start(&self, conn: &Arc<Conn>) -> Vec<Action> {
+        handshake::server_accept(conn.settings().keepalive.map(|k| k.interval_secs()))
     }
 
     fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action> {
@@ -361,11 +426,18 @@ impl Role for ServerShared {
             .table()
             .read()
             .unwrap_or_else(|p| p.into_inner());
-        handshake::server_packet(conn.state(), packet_id, msg, &conntypes, &table)
+        let heartbeat = conn.settings().keepalive.is_some();
+        handshake::server_packet(conn.state(), packet_id, msg, &conntypes, &table, heartbeat)
     }
 
     fn gone(&self, conn: &Arc<Conn>) {
-        lock(&self.conns).remove(&conn.cid);
+        let mut conns = lock(&self.conns);
+        if conns.remove(&conn.cid).is_some() {
+            // Counted while the table lock is held, so that `stats` never sees the
+            // connection both live and retired.
+            self.retired.absorb(&conn.traffic());
+        }
+        drop(conns);
         self.conns_changed.notify_all();
     }
 }

@@ -56,12 +56,25 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader:
             }
         };
         match read {
-            Ok(0) | Err(_) => {
+            Ok(0) => {
                 conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
                 break;
             }
+            Err(err) => {
+                // TCP keepalive giving up on a silent peer surfaces as a timed-out read.
+                let why = if err.kind() == std::io::ErrorKind::TimedOut {
+                    reason::TIMEOUT
+                } else {
+                    reason::SOCKET_CLOSE
+                };
+                conn.finish(Some(why.to_owned()));
+                break;
+            }
             Ok(_) if discarding => continue,
-            Ok(n) => Traffic::add(&conn.traffic.bytes_in, n),
+            Ok(n) => {
+                conn.note_input();
+                Traffic::add(&conn.traffic.bytes_in, n);
+            }
         }
         loop {
             match decoder.decode() {

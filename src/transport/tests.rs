@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::{is_active_state, ClientOptions, ClientShared};
+use super::connection::{Conn, Keepalive, Settings};
 use super::inbox::{Event, Inbox};
 use super::server::ServerShared;
 use crate::peer::constants::{CONNTYPE_CLASSIC, INTERNAL_PACKETS};
@@ -78,10 +79,12 @@ fn wait_for<T>(inbox: &Inbox, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
     panic!("the expected event did not arrive");
 }
 
-fn frame(pid: u32, value: &Value) -> Bytes {
+/// Encodes and queues packet `pid` with body `value` on `conn`.
+fn send(conn: &Arc<Conn>, pid: u32, value: &Value) -> bool {
+    let body = value.to_bytes();
     let mut out = Vec::new();
-    encode_packet(pid, &value.to_bytes(), &Compression::default(), &mut out).unwrap();
-    Bytes::from(out)
+    encode_packet(pid, &body, &Compression::default(), &mut out).unwrap();
+    conn.queue_frame(Bytes::from(out), body.len())
 }
 
 #[test]
@@ -101,7 +104,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
         Some(65)
     );
 
-    assert!(conn.queue_frame(frame(64, &Value::from("to the server"))));
+    assert!(send(&conn, 64, &Value::from("to the server")));
     let (cid, body) = wait_for(&server.common.inbox, |event| match event {
         Event::Packet {
             conn,
@@ -119,7 +122,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     // Large and compressed, from the server's side.
     let big = Value::from("x".repeat(1 << 20));
     let server_conn = server.conn(cid).unwrap();
-    assert!(server_conn.queue_frame(frame(65, &big)));
+    assert!(send(&server_conn, 65, &big));
     let body = wait_for(&client.common.inbox, |event| match event {
         Event::Packet { pid: 65, body, .. } => Some(body.clone()),
         _ => None,
@@ -171,10 +174,107 @@ fn oversized_frame_closes_only_that_connection() {
         .unwrap()
         .starts_with("protocolerror: frame of 4294967295 bytes"));
 
-    assert!(honest_conn.queue_frame(frame(64, &Value::from("still fine"))));
+    assert!(send(&honest_conn, 64, &Value::from("still fine")));
     wait_for(&server.common.inbox, |event| match event {
         Event::Packet { pid: 64, .. } => Some(()),
         _ => None,
     });
+    server.stop(None);
+}
+
+/// Keepalive settings that make heartbeats observable in a test.
+fn fast_heartbeats() -> Settings {
+    Settings {
+        keepalive: Some(Keepalive {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(300),
+        }),
+        ..Settings::default()
+    }
+}
+
+/// A raw socket that has read the server's hello and sent `settype`.
+fn raw_peer_after_settype(addr: SocketAddr, settype: &Value) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut raw = std::net::TcpStream::connect(addr).unwrap();
+    let mut prefix = [0u8; 4];
+    raw.read_exact(&mut prefix).unwrap();
+    let mut hello = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    raw.read_exact(&mut hello).unwrap();
+    let body = settype.to_bytes();
+    let mut out = Vec::new();
+    encode_packet(2, &body, &Compression::default(), &mut out).unwrap();
+    raw.write_all(&out).unwrap();
+    raw
+}
+
+#[test]
+fn heartbeats_keep_an_idle_pair_connected_and_time_round_trips() {
+    let (server, addr) = server_with(&[("test:a", 64)]);
+    server.common.configure(fast_heartbeats());
+    let client = client_with(&[("test:a", 64)]);
+    client.common.configure(fast_heartbeats());
+    let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
+    let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
+    assert!(active);
+    // Silent apps for several timeouts: the heartbeats alone keep both sides alive.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(!conn.is_finished(), "closed: {:?}", conn.close_reason());
+    let server_conn = server.connections().pop().unwrap();
+    assert!(!server_conn.is_finished());
+    for stats in [conn.stats(), server_conn.stats()] {
+        assert!(stats.heartbeat);
+        assert!(stats
+            .rtt
+            .is_some_and(|rtt| rtt < Duration::from_millis(300)));
+        assert!(stats.handshake_time.is_some());
+        assert!(stats.traffic.frames_in >= 10, "{stats:?}");
+    }
+    server.stop(None);
+}
+
+#[test]
+fn silent_peer_that_offered_heartbeats_is_closed_with_timeout() {
+    let (server, addr) = server_with(&[]);
+    server.common.configure(fast_heartbeats());
+    let settype = Value::map([
+        ("conntype", Value::from(CONNTYPE_CLASSIC)),
+        (crate::peer::constants::HEARTBEAT_KEY, Value::Float(0.05)),
+    ]);
+    let _raw = raw_peer_after_settype(addr, &settype);
+    let started = Instant::now();
+    let reason = wait_for(&server.common.inbox, |event| match event {
+        Event::Closed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("timeout"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    server.stop(None);
+}
+
+#[test]
+fn peer_that_did_not_offer_heartbeats_is_never_probed() {
+    use std::io::Read;
+    let (server, addr) = server_with(&[]);
+    server.common.configure(fast_heartbeats());
+    let settype = Value::map([("conntype", Value::from(CONNTYPE_CLASSIC))]);
+    let mut raw = raw_peer_after_settype(addr, &settype);
+    std::thread::sleep(Duration::from_millis(600));
+    let conn = server
+        .connections()
+        .pop()
+        .expect("the connection was closed");
+    assert!(!conn.is_finished());
+    assert!(!conn.stats().heartbeat);
+    // Only the handshake packet arrived: no heartbeat (which the original could not
+    // have understood).
+    raw.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut prefix = [0u8; 4];
+    raw.read_exact(&mut prefix).unwrap();
+    let mut handshake = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    raw.read_exact(&mut handshake).unwrap();
+    assert_eq!(u32::from_be_bytes(handshake[..4].try_into().unwrap()), 3);
+    assert!(raw.read(&mut [0u8; 1]).is_err(), "something else was sent");
     server.stop(None);
 }
