@@ -1,5 +1,6 @@
 """The frame codec from Python: framing, compression rule, zlib interop, limits."""
 
+import os
 import random
 import struct
 import zlib
@@ -45,13 +46,28 @@ def test_compression_threshold_is_strict(body_len, compressed):
     assert plain == msgpack.packb(msg)
 
 
-@pytest.mark.parametrize("level", [-1, 0, 1, 6, 9])
+@pytest.mark.parametrize("level", [-1, 1, 6, 9])
 def test_our_compressed_bodies_inflate_with_cpython_zlib(level):
     codec = _core.FrameCodec(compress_threshold=10, compress_level=level)
     msg = {"text": "lorem ipsum " * 500, "data": bytes(range(256)) * 4}
     _, _, flags, body = split(codec.encode(64, msg))
     assert flags == 1
     assert msgpack.unpackb(zlib.decompress(body)) == msg
+
+
+@pytest.mark.parametrize(
+    ("level", "msg"),
+    [
+        (0, {"text": "lorem ipsum " * 500}),  # level 0 stores: the body would grow
+        (6, os.urandom(20_000)),  # random: tried, did not shrink
+        (6, os.urandom(1 << 20)),  # random and large: sampled, not tried
+    ],
+)
+def test_bodies_that_would_not_shrink_are_sent_uncompressed(level, msg):
+    codec = _core.FrameCodec(compress_level=level)
+    _, _, flags, body = split(codec.encode(64, msg))
+    assert flags == 0
+    assert body == msgpack.packb(msg)
 
 
 def test_cpython_zlib_bodies_are_accepted():

@@ -103,7 +103,18 @@ def _keepalive_settings(cfg):
 
 def _overrides(obj, name, base):
     """Whether ``obj``'s ``name`` method differs from ``base``'s (or is set on the object)."""
-    return name in getattr(obj, "__dict__", {}) or getattr(type(obj), name, None) is not getattr(base, name)
+    if name in getattr(obj, "__dict__", ()):
+        return True
+    key = (type(obj), name, base)
+    known = _CLASS_OVERRIDES.get(key)
+    if known is None:
+        known = _CLASS_OVERRIDES[key] = getattr(type(obj), name, None) is not getattr(base, name)
+    return known
+
+
+# (class, method name, base) -> whether the class overrides the base's method; asked
+# on every send, and classes do not change their methods once in use.
+_CLASS_OVERRIDES = {}
 
 
 class _ConntypeTable(dict):
@@ -317,6 +328,7 @@ class _Peer:
                 events = core.take_events(wait and batch == 0, timeout, _BATCH)
                 if not events:
                     break
+                self._read_batch_settings()
                 self._before_dispatch()
                 for event in events:
                     try:
@@ -333,6 +345,21 @@ class _Peer:
 
     def _before_dispatch(self):
         pass
+
+    # Settings the per-packet path needs, read once per batch of events (see
+    # _read_batch_settings) instead of once per packet.
+    _debug_recv = False
+    _events_now = False
+    _conntype_receives = True
+
+    def _read_batch_settings(self):
+        self._debug_recv = bool(self.cfg["net.debug.print.recv"])
+        self._events_now = self._events_on()
+        # Only connection types that override receive() (the ping extension's) can
+        # claim a packet; without any, no packet needs its connection type looked up.
+        self._conntype_receives = any(
+            _overrides(ct, "receive", ConnectionType) for ct in list(self.conntypes.values())
+        )
 
     def process_forever(self):
         """Process until :meth:`stop` is called."""
@@ -454,6 +481,11 @@ class _Peer:
         if self.cfg[f"net.debug.print.{kind}"]:
             print(text)
         _log.debug(text)
+
+    def _debugging(self, kind):
+        """Whether :meth:`_debug` of ``kind`` would show anything (hot paths check this
+        before formatting the text)."""
+        return self.cfg[f"net.debug.print.{kind}"] or _log.isEnabledFor(logging.DEBUG)
 
 
 class _RecvBuffer:
@@ -653,7 +685,8 @@ class Server(_Peer):
         """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to
         client ``cid``. Safe to call from any thread; returns once the packet is queued.
         """
-        self._debug("send", f"SEND {ptype} to {cid}")
+        if self._debugging("send"):
+            self._debug("send", f"SEND {ptype} to {cid}")
         pid, pkt, internal = self._packet_id(ptype)
         client = self.clients.get(cid)
         conn = client.conn if client is not None else self._connection_of(cid)
@@ -791,9 +824,13 @@ class Server(_Peer):
             client = self.clients.get(cid)
             if client is None:
                 return 0
-            if self.cfg["net.debug.print.recv"]:
+            if self._debug_recv:
                 self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)} from {cid}")
-            if pid < 64 or not self._conntype_receive(client.conntype, msg, pid, flags, cid):
+            if (
+                pid < 64
+                or not self._conntype_receives
+                or not self._conntype_receive(client.conntype, msg, pid, flags, cid)
+            ):
                 pkt = self.registry.reg_int_obj.get(pid)
                 if pkt is None:
                     self.on_unknown_packet(pid, msg, cid)
@@ -802,7 +839,7 @@ class Server(_Peer):
                     self._keep_for_recv(cid, pid, msg)
                 pkt._receive(msg, cid)
                 client.on_receive(pid, msg)
-                if self._events_on():
+                if self._events_now:
                     self.sendEvent(
                         "peng3dnet:server.connection.recv", {"client": client, "pid": pid, "msg": msg}
                     )
@@ -1134,7 +1171,8 @@ class Client(_Peer):
     def send_message(self, ptype, data, cid=None):
         """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to the
         server. ``cid`` is ignored. Safe to call from any thread; returns once queued."""
-        self._debug("send", f"SEND {ptype}")
+        if self._debugging("send"):
+            self._debug("send", f"SEND {ptype}")
         self._sync_registry()
         pid, pkt, internal = self._packet_id(ptype)
         conn = self._connection_of()
@@ -1213,9 +1251,9 @@ class Client(_Peer):
         kind = event[0]
         if kind == EV_PACKET:
             _, _, pid, flags, msg = event
-            if self.cfg["net.debug.print.recv"]:
+            if self._debug_recv:
                 self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)}")
-            if pid < 64 or not self._conntype_receive(msg, pid, flags):
+            if pid < 64 or not self._conntype_receives or not self._conntype_receive(msg, pid, flags):
                 pkt = self.registry.reg_int_obj.get(pid)
                 if pkt is None:
                     self.on_unknown_packet(pid, msg, None)
@@ -1224,7 +1262,7 @@ class Client(_Peer):
                     self._keep_for_recv(None, pid, msg)
                 pkt._receive(msg, None)
                 self.on_receive(pid, msg)
-                if self._events_on():
+                if self._events_now:
                     self.sendEvent("peng3dnet:client.recv", {"pid": pid, "msg": msg})
             return 1
         if kind == EV_CONNECTED:

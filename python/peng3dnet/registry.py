@@ -20,11 +20,12 @@ class BiMap:
     ``reg_int_str``); ``m.inv`` is a live view with keys and values swapped.
     """
 
-    __slots__ = ("_fwd", "_inv")
+    __slots__ = ("_fwd", "_inv", "_inverse")
 
     def __init__(self, items=None):
         self._fwd = {}
         self._inv = {}
+        self._inverse = None
         if items:
             for key, value in dict(items).items():
                 self[key] = value
@@ -32,13 +33,17 @@ class BiMap:
     @classmethod
     def _view(cls, fwd, inv):
         view = cls.__new__(cls)
-        view._fwd, view._inv = fwd, inv
+        view._fwd, view._inv, view._inverse = fwd, inv, None
         return view
 
     @property
     def inv(self):
         """The inverse mapping (value -> key), sharing this map's storage."""
-        return BiMap._view(self._inv, self._fwd)
+        # Made once: every send by packet name looks a name up through it.
+        if self._inverse is None:
+            self._inverse = BiMap._view(self._inv, self._fwd)
+            self._inverse._inverse = self
+        return self._inverse
 
     def __getitem__(self, key):
         return self._fwd[key]

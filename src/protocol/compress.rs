@@ -32,6 +32,34 @@ pub fn compress(data: &[u8], level: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// Bytes of each sample [`looks_compressible`] compresses.
+const SAMPLE_LEN: usize = 16 * 1024;
+
+/// Bodies up to this long are compressed without sampling first.
+const SAMPLED_FROM: usize = 256 * 1024;
+
+/// Whether `data` is worth compressing at `level`: bodies up to 256 KiB always are
+/// (the caller still checks that they shrank); of larger ones, three samples (start,
+/// middle, end) are compressed and must shrink by at least 5%. Already-compressed or
+/// random payloads (images, archives, encrypted blobs) are then sent as they are
+/// instead of spending about as long in zlib as on the wire, on both sides. (The
+/// samples use `level` itself: zlib-rs's level 1 is a much weaker strategy, which
+/// would misjudge data that level 6 shrinks well.)
+pub fn looks_compressible(data: &[u8], level: u32) -> bool {
+    if data.len() <= SAMPLED_FROM {
+        return true;
+    }
+    let middle = data.len() / 2 - SAMPLE_LEN / 2;
+    let mut packed = Vec::with_capacity(SAMPLE_LEN + 64);
+    let mut total = 0;
+    for offset in [0, middle, data.len() - SAMPLE_LEN] {
+        packed.clear();
+        compress(&data[offset..offset + SAMPLE_LEN], level, &mut packed);
+        total += packed.len();
+    }
+    total * 20 < 3 * SAMPLE_LEN * 19
+}
+
 /// Inflates the complete zlib stream `data`, failing if it is corrupt, truncated,
 /// followed by extra bytes, or larger than `max_len` bytes once inflated.
 pub fn decompress(data: &[u8], max_len: usize) -> Result<Vec<u8>, InflateError> {
@@ -100,6 +128,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Bytes that do not compress (a xorshift stream).
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_bodies_are_recognised_by_samples() {
+        assert!(looks_compressible(&sample(1 << 20), 6));
+        assert!(!looks_compressible(&noise(1 << 20), 6));
+        // Stored blocks (level 0) never shrink.
+        assert!(!looks_compressible(&sample(1 << 20), 0));
+        // Small bodies are not sampled: compressing them costs little anyway.
+        assert!(looks_compressible(&noise(SAMPLED_FROM), 6));
+        // Noise with a compressible middle is still worth compressing.
+        let mut mixed = noise(1 << 20);
+        let mid = mixed.len() / 2;
+        mixed[mid - 300_000..mid + 300_000].fill(7);
+        assert!(looks_compressible(&mixed, 6));
     }
 
     #[test]

@@ -67,13 +67,20 @@ pub fn finish_frame(
     compression: &Compression,
 ) -> Result<(), FrameError> {
     let body_start = start + FRAME_OVERHEAD;
+    let body_len = out.len() - body_start;
     let mut flags = Flags::NONE;
-    if compression.applies_to(out.len() - body_start) {
+    if compression.applies_to(body_len)
+        && compress::looks_compressible(&out[body_start..], compression.level)
+    {
         let mut packed = Vec::new();
         compress::compress(&out[body_start..], compression.level, &mut packed);
-        out.truncate(body_start);
-        out.extend_from_slice(&packed);
-        flags = flags.with(Flags::COMPRESSED);
+        // A body that did not shrink goes as it is: the flag is per packet, and the
+        // receiver saves inflating it.
+        if packed.len() < body_len {
+            out.truncate(body_start);
+            out.extend_from_slice(&packed);
+            flags = flags.with(Flags::COMPRESSED);
+        }
     }
     let len = (out.len() - start - LENGTH_PREFIX_LEN) as u64;
     let Ok(len32) = u32::try_from(len) else {
@@ -139,6 +146,24 @@ mod tests {
                 compressed,
                 "len {len}"
             );
+            assert_eq!(&opened[..], &body[..]);
+        }
+    }
+
+    #[test]
+    fn bodies_that_do_not_shrink_are_sent_plain() {
+        let compression = Compression::default();
+        // Random bytes: skipped after sampling (large) or after trying (small).
+        let mut state = 7u32;
+        for len in [9_000, 1 << 20] {
+            let body: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 24) as u8
+                })
+                .collect();
+            let (frame, opened) = round_trip(64, &body, &compression);
+            assert_eq!(frame.header.flags, Flags::NONE, "len {len}");
             assert_eq!(&opened[..], &body[..]);
         }
     }

@@ -1,0 +1,330 @@
+"""The side-by-side benchmark suite: peng3dnet-rs against the original peng3dnet, pyzmq
++ msgpack, asyncio streams on uvloop and plain blocking sockets, in one run, each
+scenario with its server and its client(s) in two separate processes.
+
+    ./run bench [--quick]              (sets up the environments, then runs this)
+    python benches/suite/run.py --ours PY --reference PY --others PY [--quick] [--only NAMES]
+
+Writes ``docs/benchmarks.md`` (tables, ratios), ``docs/benchmarks.json`` and
+``docs/benchmarks.png`` (the chart the README shows). Numbers are never asserted:
+benchmarks are not tests.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DOCS = os.path.join(ROOT, "docs")
+MIB = 1 << 20
+
+FULL = {
+    "rtt": {"count": 20_000, "warmup": 500},
+    "stream": {"count": 200_000, "timeout": 60},
+    "fanout": {"clients": 100, "updates": 1_000, "timeout": 120},
+    "big": {"sizes": [1 * MIB, 16 * MIB, 64 * MIB], "timeout": 120, "give_up_after": 20},
+    "conns": {"ours": [1_000, 10_000], "reference": [1_000]},
+}
+QUICK = {
+    "rtt": {"count": 3_000, "warmup": 200},
+    "stream": {"count": 30_000, "timeout": 20},
+    "fanout": {"clients": 20, "updates": 100, "timeout": 60},
+    "big": {"sizes": [1 * MIB, 16 * MIB], "timeout": 60, "give_up_after": 10},
+    "conns": {"ours": [300], "reference": [300]},
+}
+
+
+class Impl:
+    def __init__(self, name, python, module, broadcast=True, conns=False):
+        self.name, self.python, self.module = name, python, module
+        self.broadcast, self.conns = broadcast, conns
+
+
+def run_pair(impl, server_params, client_params, timeout):
+    """One scenario: returns (client result or {"error": ...}, server stats before, after)."""
+    cmd = [impl.python, os.path.join(HERE, "peer.py"), impl.module]
+    env = dict(os.environ, PYGLET_SHADOW_WINDOW="0")
+    server = subprocess.Popen(
+        [*cmd, "server", json.dumps(server_params)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    client = None
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("PORT "):
+            return {"error": "the server did not start"}, None, None
+        port = int(line.split()[1])
+
+        def server_stats():
+            server.stdin.write("stats\n")
+            server.stdin.flush()
+            return json.loads(server.stdout.readline())
+
+        before = server_stats()
+        client = subprocess.Popen(
+            [*cmd, "client", json.dumps(dict(client_params, port=port))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        result = _client_result(client, timeout)
+        after = server_stats() if "error" not in result else None
+        return result, before, after
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+
+
+def _client_result(client, timeout):
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(client.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return {"error": f"no result within {timeout} s (hang)"}
+    line = client.stdout.readline()
+    if not line.startswith("RESULT "):
+        client.kill()
+        err = client.stderr.read().strip().splitlines()
+        return {"error": (err[-1] if err else "the client failed")[:200]}
+    return json.loads(line[len("RESULT ") :])
+
+
+def measure(impls, sizes, log):
+    results = {}
+
+    def record(impl, key, value):
+        results.setdefault(impl.name, {})[key] = value
+        log(f"  {impl.name:16} {key:22} {_short(value)}")
+
+    for impl in impls:
+        log(f"{impl.name}:")
+        base = {"count": 0, "clients": 0, "updates": 0, "mode": "loop"}
+        rtt, _, _ = run_pair(impl, base, dict(sizes["rtt"], scenario="rtt"), 300)
+        record(impl, "rtt", rtt)
+
+        params = sizes["stream"]
+        stream, before, after = run_pair(
+            impl, dict(base, count=params["count"]), dict(params, scenario="stream"), params["timeout"] + 10
+        )
+        if "error" not in stream:
+            stream["server_cpu"] = after["cpu"] - before["cpu"]
+        record(impl, "stream", stream)
+
+        params = sizes["fanout"]
+        modes = ["loop", "broadcast"] if impl.broadcast else ["loop"]
+        for mode in modes:
+            server_params = dict(base, clients=params["clients"], updates=params["updates"], mode=mode)
+            fanout, _, _ = run_pair(
+                impl, server_params, dict(params, scenario="fanout"), params["timeout"] + 30
+            )
+            record(impl, f"fanout_{mode}", fanout)
+
+        params = sizes["big"]
+        big, _, _ = run_pair(impl, base, dict(params, scenario="big"), params["timeout"])
+        record(impl, "big", big)
+
+        for count in sizes["conns"].get(impl.name, []) if impl.conns else []:
+            conns, before, after = run_pair(impl, base, {"scenario": "conns", "clients": count}, 600)
+            if "error" not in conns:
+                conns["server_bytes_per_conn"] = (after["rss"] - before["rss"]) / count
+            record(impl, f"conns_{count}", conns)
+    return results
+
+
+def _short(value):
+    if "error" in value:
+        return "ERROR " + value["error"]
+    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in value.items()})[:150]
+
+
+# --- derived metrics and report ----------------------------------------------------------
+
+
+def metrics(result, sizes):
+    """The numbers the report compares: name -> (value, higher_is_better, unit)."""
+    out = {}
+
+    def ok(key):
+        return key in result and "error" not in result[key]
+
+    if ok("rtt"):
+        r = result["rtt"]
+        out["rtt: round trips/s"] = (r["per_second"], True, "/s")
+        out["rtt: p50"] = (r["p50_us"], False, "µs")
+        out["rtt: p99"] = (r["p99_us"], False, "µs")
+    if ok("stream"):
+        s = result["stream"]
+        out["stream: messages/s"] = (s["count"] / s["seconds"], True, "/s")
+        out["cpu: CPU s per 100k messages"] = ((s["cpu"] + s["server_cpu"]) / s["count"] * 1e5, False, "s")
+    for mode in ("loop", "broadcast"):
+        if ok(f"fanout_{mode}"):
+            f = result[f"fanout_{mode}"]
+            out[f"fanout ({mode}): deliveries/s"] = (f["clients"] * f["updates"] / f["seconds"], True, "/s")
+    if ok("big"):
+        for size, seconds in result["big"]["seconds"].items():
+            out[f"big: {int(size) // MIB} MiB round trip"] = (2 * int(size) / MIB / seconds, True, "MiB/s")
+    for key in sorted(k for k in result if k.startswith("conns_")):
+        if ok(key):
+            c = result[key]
+            count = c["clients"]
+            out[f"conns: {count} handshakes/s"] = (count / c["seconds"], True, "/s")
+            out[f"conns: server KiB per connection ({count})"] = (
+                c["server_bytes_per_conn"] / 1024,
+                False,
+                "KiB",
+            )
+    return out
+
+
+def _fmt(value, unit):
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    if unit in ("µs",):
+        return f"{value:,.0f} µs"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:,.1f} {unit}"
+
+
+def report(results, impls, sizes, quick, elapsed):
+    names = [impl.name for impl in impls]
+    table = {name: metrics(results.get(name, {}), sizes) for name in names}
+    rows = []
+    for impl_name in names:
+        for metric in table[impl_name]:
+            if metric not in rows:
+                rows.append(metric)
+    others = [n for n in names if n != "ours"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run of {datetime.date.today().isoformat()} ({'quick' if quick else 'full'} mode, "
+        f"{elapsed:.0f} s) on {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; server and client(s) in separate processes on 127.0.0.1, "
+        "Python handlers on both sides. Produced by `./run bench`; the numbers are this run's, "
+        "every implementation measured in the same run.",
+        "",
+        "Ratios are how many times better ours is (above 1: ours is better; throughput "
+        "divided, or latency/CPU/memory inverted). A dash: not measured for that "
+        "implementation; `error`: it failed or hung (see below).",
+        "",
+        "| metric | " + " | ".join(names) + " | " + " | ".join(f"ours vs {n}" for n in others) + " |",
+        "|---|" + "---|" * (len(names) + len(others)),
+    ]
+    for metric in rows:
+        cells, ratios = [], []
+        ours = table["ours"].get(metric)
+        for name in names:
+            entry = table[name].get(metric)
+            cells.append(_fmt(entry[0], entry[2]) if entry else _cell_error(results, name, metric))
+        for name in others:
+            entry = table[name].get(metric)
+            if ours and entry and entry[0] > 0 and ours[0] > 0:
+                ratio = ours[0] / entry[0] if ours[1] else entry[0] / ours[0]
+                ratios.append(f"{ratio:.2f}x")
+            else:
+                ratios.append("-")
+        lines.append(f"| {metric} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    errors = [
+        f"- {name}, {key}: {value['error']}"
+        for name in names
+        for key, value in results.get(name, {}).items()
+        if "error" in value
+    ]
+    if errors:
+        lines += ["", "Failures and hangs:", "", *errors]
+    lines += ["", "Parameters:", "", "```json", json.dumps(sizes, indent=1), "```", ""]
+    return "\n".join(lines), table
+
+
+def _cell_error(results, name, metric):
+    scenario = metric.split(":")[0].split(" ")[0]
+    for key, value in results.get(name, {}).items():
+        if key.startswith(scenario) and "error" in value:
+            return "error"
+    return "-"
+
+
+def chart(table, impls, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [impl.name for impl in impls]
+    wanted = [m for m in table["ours"] if table["ours"][m][1]]  # throughput metrics
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(wanted) * len(names) / 2 + 1.5))
+    height = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = []
+        for metric in wanted:
+            entry, ours = table[name].get(metric), table["ours"][metric]
+            values.append(entry[0] / ours[0] if entry else 0)
+        ypos = [row + i * height for row in range(len(wanted))]
+        ax.barh(ypos, values, height=height, label=name)
+    ax.set_yticks([row + 0.4 - height / 2 for row in range(len(wanted))])
+    ax.set_yticklabels(wanted)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("throughput relative to peng3dnet-rs (ours = 1.0; longer bar = faster)")
+    ax.legend(loc="lower right")
+    ax.set_title("peng3dnet-rs against its peers, same run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ours", required=True, help="interpreter with peng3dnet-rs")
+    parser.add_argument("--reference", required=True, help="interpreter with the original peng3dnet")
+    parser.add_argument("--others", required=True, help="interpreter with pyzmq, uvloop and msgpack")
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    parser.add_argument("--only", help="comma-separated implementation names")
+    parser.add_argument("--out", default=DOCS, help="where the report goes (default: docs/)")
+    args = parser.parse_args()
+    impls = [
+        Impl("ours", args.ours, "peng", conns=True),
+        Impl("reference", args.reference, "peng", broadcast=False, conns=True),
+        Impl("pyzmq", args.others, "zmq"),
+        Impl("asyncio+uvloop", args.others, "asyncio"),
+        Impl("sockets", args.others, "sockets"),
+    ]
+    if args.only:
+        keep = set(args.only.split(","))
+        impls = [impl for impl in impls if impl.name in keep or impl.name == "ours"]
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+    results = measure(impls, sizes, lambda text: print(text, flush=True))
+    text, table = report(results, impls, sizes, args.quick, time.monotonic() - started)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "benchmarks.md"), "w") as out:
+        out.write(text)
+    with open(os.path.join(args.out, "benchmarks.json"), "w") as out:
+        json.dump(
+            {"date": datetime.date.today().isoformat(), "quick": args.quick, "results": results},
+            out,
+            indent=1,
+        )
+    chart(table, impls, os.path.join(args.out, "benchmarks.png"))
+    print()
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
