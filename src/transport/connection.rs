@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Event, Inbox, LogLevel};
+use super::shared_tcp::SharedTcp;
 use super::tasks;
 use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
 use crate::peer::handshake::Action;
@@ -181,10 +182,21 @@ pub struct Conn {
     probes: Mutex<Probes>,
     /// Heartbeats were negotiated and are running.
     heartbeat_on: AtomicBool,
+    /// When the last frame was queued or written, in microseconds since `started`.
+    last_send_us: AtomicU64,
+    /// The socket, for writing directly from the sending thread when nothing is queued
+    /// (plain TCP only; released when the tasks end, so that the socket closes then).
+    /// Its lock is held while a frame is written directly or queued, and while a close
+    /// is queued: a direct write must never interleave with the writer task's bytes.
+    send_lock: Mutex<Option<SharedTcp>>,
 }
 
 /// The value of an unset microsecond field of [`Conn`].
 const UNKNOWN: u64 = u64::MAX;
+
+/// Sends closer together than this (microseconds) count as a stream: they are queued
+/// for the writer task to batch instead of being written one by one.
+const STREAMING_GAP_US: u64 = 50;
 
 /// Outstanding round-trip probes of a connection.
 #[derive(Debug, Default)]
@@ -338,6 +350,7 @@ impl Conn {
         socket: SocketInfo,
         reader: R,
         writer: W,
+        direct: Option<SharedTcp>,
         settings: Arc<Settings>,
         inbox: Arc<Inbox>,
         role: Arc<dyn Role>,
@@ -379,6 +392,8 @@ impl Conn {
             rtt_us: AtomicU64::new(UNKNOWN),
             probes: Mutex::new(Probes::default()),
             heartbeat_on: AtomicBool::new(false),
+            last_send_us: AtomicU64::new(0),
+            send_lock: Mutex::new(direct),
         });
         conn.inbox.push(Event::Connected(conn.clone()));
         let start = conn.role.start(&conn);
@@ -513,9 +528,35 @@ impl Conn {
 
     /// Queues a complete frame whose body was `payload_len` bytes before compression
     /// (for the statistics). Returns false if the connection is closing.
-    pub fn queue_frame(self: &Arc<Self>, frame: Bytes, payload_len: usize) -> bool {
+    ///
+    /// With nothing queued (and nothing being written), a plain TCP frame is written
+    /// directly from the calling thread, as far as the socket takes it without
+    /// waiting; only what remains goes through the writer task.
+    pub fn queue_frame(self: &Arc<Self>, mut frame: Bytes, payload_len: usize) -> bool {
+        let direct = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_closing() {
             return false;
+        }
+        let full_len = frame.len();
+        let now = self.micros_since_start();
+        let previous = self.last_send_us.swap(now, Ordering::Relaxed);
+        // Back-to-back sends (a stream) go through the writer task, which batches them
+        // into few large writes; a send after a pause (a request, a reply) is written
+        // at once. `out_bytes` counts bytes until they are written, so zero also means
+        // that the writer task is idle.
+        let streaming = now.saturating_sub(previous) < STREAMING_GAP_US;
+        if let Some(direct) = direct
+            .as_ref()
+            .filter(|_| !streaming && self.queued_bytes() == 0)
+        {
+            // An error is left for the writer task to meet and report.
+            let written = direct.try_write_now(&frame).unwrap_or(0);
+            Traffic::add(&self.traffic.bytes_out, written);
+            if written == full_len {
+                self.count_queued(full_len, payload_len);
+                return true;
+            }
+            frame = frame.slice(written..);
         }
         let len = frame.len();
         let queued = self.out_bytes.fetch_add(len, Ordering::SeqCst);
@@ -538,10 +579,17 @@ impl Conn {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             return false;
         }
-        Traffic::add(&self.traffic.frames_queued, 1);
-        Traffic::add(&self.traffic.wire_body_out, len - packet::FRAME_OVERHEAD);
-        Traffic::add(&self.traffic.payload_out, payload_len);
+        self.count_queued(full_len, payload_len);
         true
+    }
+
+    fn count_queued(&self, frame_len: usize, payload_len: usize) {
+        Traffic::add(&self.traffic.frames_queued, 1);
+        Traffic::add(
+            &self.traffic.wire_body_out,
+            frame_len.saturating_sub(packet::FRAME_OVERHEAD),
+        );
+        Traffic::add(&self.traffic.payload_out, payload_len);
     }
 
     /// Sends an internal packet built by the core and reports it to Python.
@@ -572,6 +620,9 @@ impl Conn {
     /// longer than `close_timeout` (a peer that does not read), the connection is
     /// aborted instead.
     pub fn close(self: &Arc<Self>, reason: Option<String>) {
+        // Under the send lock: once the close is queued, no frame may be written
+        // directly any more (it could land inside the close packet).
+        let order = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.closing.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -579,7 +630,9 @@ impl Conn {
             .intended_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-        if self.outbox.send(Outbound::Close(reason.clone())).is_err() {
+        let queued = self.outbox.send(Outbound::Close(reason.clone())).is_ok();
+        drop(order);
+        if !queued {
             self.finish(reason);
             return;
         }
@@ -854,6 +907,11 @@ impl Conn {
     }
 
     pub(super) fn task_ended(self: &Arc<Self>) {
+        // Without the tasks nothing may be written any more, and the socket must close.
+        self.send_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
         }

@@ -20,6 +20,7 @@
 //!   connection, deadline waits).
 //! * [`connection`]: one connection's shared state, sending and closing.
 //! * `tasks`: the reader and writer task of each connection.
+//! * `shared_tcp`: a TCP stream that the reader, the writer and direct senders share.
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
 //! * [`tls`]: TLS configurations, certificate checks and security levels.
@@ -34,6 +35,7 @@ pub mod inbox;
 pub mod peer;
 pub mod runtime;
 pub mod server;
+mod shared_tcp;
 mod tasks;
 pub mod tls;
 

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 
 use super::connection::{socket_handle, Conn, Keepalive, Role, Settings, SocketInfo};
 use super::inbox::Inbox;
+use super::shared_tcp::SharedTcp;
 use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
 use crate::peer::table::PacketTable;
@@ -64,8 +65,9 @@ impl PeerCommon {
         role: Arc<dyn Role>,
     ) -> io::Result<Arc<Conn>> {
         let info = self.socket_info(&stream, sslsec::NONE)?;
-        let (reader, writer) = stream.into_split();
-        Ok(self.start_split(cid, info, reader, writer, role))
+        let shared = SharedTcp(Arc::new(stream));
+        let direct = Some(shared.clone());
+        Ok(self.start_split(cid, info, (shared.clone(), shared), direct, role))
     }
 
     /// Starts connection `cid` on an established TLS stream (see
@@ -80,16 +82,17 @@ impl PeerCommon {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let (reader, writer) = tokio::io::split(stream);
-        self.start_split(cid, info, reader, writer, role)
+        // No direct writes: a TLS record must be written by the one task that owns
+        // the TLS state.
+        self.start_split(cid, info, tokio::io::split(stream), None, role)
     }
 
     fn start_split<R, W>(
         &self,
         cid: u64,
         info: SocketInfo,
-        reader: R,
-        writer: W,
+        (reader, writer): (R, W),
+        direct: Option<SharedTcp>,
         role: Arc<dyn Role>,
     ) -> Arc<Conn>
     where
@@ -106,6 +109,7 @@ impl PeerCommon {
             info,
             reader,
             writer,
+            direct,
             settings,
             self.inbox.clone(),
             role,

@@ -21,12 +21,17 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader:
     let settings = conn.settings().clone();
     let read_limits = ReadLimits::from(&settings.limits);
     let mut decoder = FrameDecoder::new(settings.limits.max_frame_len);
-    let mut drain = vec![0u8; 16 * 1024];
+    // Allocated only once input is being dropped: most connections never need it, and
+    // 16 KiB each would dominate the memory of a server with thousands of them.
+    let mut drain = Vec::new();
     // After a protocol error or once the connection is over, input is read and dropped.
     let mut discarding = false;
     loop {
         discarding = discarding || conn.is_finished() || conn.input_rejected();
         let read = if discarding {
+            if drain.is_empty() {
+                drain.resize(16 * 1024, 0);
+            }
             tokio::select! {
                 () = conn.cancel.cancelled() => break,
                 read = reader.read(&mut drain) => read,
@@ -132,7 +137,8 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut outbox: mpsc::UnboundedReceiver<Outbound>,
 ) {
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_LIMIT);
+    // Grows to what the batches need (at most a little over BATCH_LIMIT) and is kept.
+    let mut batch: Vec<u8> = Vec::new();
     let end = 'run: loop {
         let first = tokio::select! {
             biased;
@@ -144,6 +150,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let mut close = None;
         batch.clear();
+        // Queued bytes stay counted in `out_bytes` until written: a sender may write
+        // directly only when it is zero (see `Conn::queue_frame`).
+        let written = |n: usize| conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
         loop {
             match item {
                 Outbound::Frame(frame) => {
@@ -151,14 +160,13 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         // Large frames are written from their own buffer, not copied.
                         let ok = write_all(&conn, &mut writer, &batch).await
                             && write_all(&conn, &mut writer, &frame).await;
+                        written(batch.len() + frame.len());
                         batch.clear();
-                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
                         if !ok {
                             break 'run WriterEnd::Failed;
                         }
                     } else {
                         batch.extend_from_slice(&frame);
-                        conn.out_bytes.fetch_sub(frame.len(), Ordering::SeqCst);
                     }
                 }
                 Outbound::Close(reason) => {
@@ -174,7 +182,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 Err(_) => break,
             }
         }
-        if !write_all(&conn, &mut writer, &batch).await {
+        let ok = write_all(&conn, &mut writer, &batch).await;
+        written(batch.len());
+        if !ok {
             break 'run WriterEnd::Failed;
         }
         if let Some(reason) = close {

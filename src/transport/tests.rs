@@ -278,3 +278,67 @@ fn peer_that_did_not_offer_heartbeats_is_never_probed() {
     assert!(raw.read(&mut [0u8; 1]).is_err(), "something else was sent");
     server.stop(None);
 }
+
+#[test]
+fn direct_and_queued_writes_from_many_threads_never_interleave() {
+    let (server, addr) = server_with(&[("test:a", 64)]);
+    let client = client_with(&[("test:a", 64)]);
+    let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
+    let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
+    assert!(active);
+    // Bursts (queued for the writer), pauses (written directly) and frames larger than
+    // the socket buffer (written partly directly, the rest queued), from three threads.
+    const PER_THREAD: u64 = 300;
+    let senders: Vec<_> = (0..3u64)
+        .map(|thread| {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                for seq in 0..PER_THREAD {
+                    let size = match seq % 7 {
+                        0 => 3 << 20,
+                        1 | 2 => 20_000,
+                        _ => 10,
+                    };
+                    let body = Value::Array(vec![
+                        Value::UInt(thread),
+                        Value::UInt(seq),
+                        Value::Bin(vec![(seq % 251) as u8; size]),
+                    ]);
+                    assert!(send(&conn, 64, &body));
+                    if seq % 5 == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let mut next = [0u64; 3];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next.iter().sum::<u64>() < 3 * PER_THREAD {
+        assert!(Instant::now() < deadline, "packets missing: {next:?}");
+        for event in server
+            .common
+            .inbox
+            .take(1024, true, Some(Duration::from_millis(50)))
+        {
+            let Event::Packet { pid: 64, body, .. } = &event else {
+                continue;
+            };
+            let Value::Array(items) = Value::decode(body, ReadLimits::default()).unwrap() else {
+                panic!("mangled packet");
+            };
+            let [Value::UInt(thread), Value::UInt(seq), Value::Bin(blob)] = &items[..] else {
+                panic!("mangled packet: {items:?}");
+            };
+            let thread = *thread as usize;
+            assert_eq!(*seq, next[thread], "thread {thread}'s packets out of order");
+            assert!(blob.iter().all(|&b| b == (seq % 251) as u8));
+            next[thread] += 1;
+        }
+    }
+    assert_eq!(conn.queued_bytes(), 0);
+    server.stop(None);
+}
