@@ -30,6 +30,7 @@ FULL = {
     "fanout": {"clients": 100, "updates": 1_000, "timeout": 120},
     "big": {"sizes": [1 * MIB, 16 * MIB, 64 * MIB], "timeout": 120, "give_up_after": 20},
     "conns": {"ours": [1_000, 10_000], "reference": [1_000]},
+    "repeats": 3,
 }
 QUICK = {
     "rtt": {"count": 3_000, "warmup": 200},
@@ -37,6 +38,7 @@ QUICK = {
     "fanout": {"clients": 20, "updates": 100, "timeout": 60},
     "big": {"sizes": [1 * MIB, 16 * MIB], "timeout": 60, "give_up_after": 10},
     "conns": {"ours": [300], "reference": [300]},
+    "repeats": 1,
 }
 
 
@@ -105,39 +107,60 @@ def _client_result(client, timeout):
 
 
 def measure(impls, sizes, log):
+    """Runs every scenario for every implementation, scenario by scenario (so that a
+    slow phase of a shared machine does not fall on one implementation alone). The rtt
+    and stream scenarios run ``repeats`` times; the fastest run counts."""
     results = {}
 
     def record(impl, key, value):
         results.setdefault(impl.name, {})[key] = value
         log(f"  {impl.name:16} {key:22} {_short(value)}")
 
-    for impl in impls:
-        log(f"{impl.name}:")
-        base = {"count": 0, "clients": 0, "updates": 0, "mode": "loop"}
-        rtt, _, _ = run_pair(impl, base, dict(sizes["rtt"], scenario="rtt"), 300)
-        record(impl, "rtt", rtt)
+    base = {"count": 0, "clients": 0, "updates": 0, "mode": "loop"}
 
-        params = sizes["stream"]
-        stream, before, after = run_pair(
-            impl, dict(base, count=params["count"]), dict(params, scenario="stream"), params["timeout"] + 10
+    def best_of(impl, server_params, client_params, timeout, speed):
+        best = None
+        for _ in range(sizes["repeats"]):
+            result, before, after = run_pair(impl, server_params, client_params, timeout)
+            if "error" in result:
+                return result, before, after  # a hang does not get retried
+            if best is None or speed(result) > speed(best[0]):
+                best = (result, before, after)
+        return best
+
+    log("rtt")
+    for impl in impls:
+        rtt, _, _ = best_of(impl, base, dict(sizes["rtt"], scenario="rtt"), 300, lambda r: r["per_second"])
+        record(impl, "rtt", rtt)
+    log("stream")
+    params = sizes["stream"]
+    for impl in impls:
+        stream, before, after = best_of(
+            impl,
+            dict(base, count=params["count"]),
+            dict(params, scenario="stream"),
+            params["timeout"] + 10,
+            lambda r: -r["seconds"],
         )
         if "error" not in stream:
             stream["server_cpu"] = after["cpu"] - before["cpu"]
         record(impl, "stream", stream)
-
-        params = sizes["fanout"]
-        modes = ["loop", "broadcast"] if impl.broadcast else ["loop"]
-        for mode in modes:
+    log("fanout")
+    params = sizes["fanout"]
+    for impl in impls:
+        for mode in ["loop", "broadcast"] if impl.broadcast else ["loop"]:
             server_params = dict(base, clients=params["clients"], updates=params["updates"], mode=mode)
             fanout, _, _ = run_pair(
                 impl, server_params, dict(params, scenario="fanout"), params["timeout"] + 30
             )
             record(impl, f"fanout_{mode}", fanout)
-
-        params = sizes["big"]
+    log("big")
+    params = sizes["big"]
+    for impl in impls:
         big, _, _ = run_pair(impl, base, dict(params, scenario="big"), params["timeout"])
         record(impl, "big", big)
-
+    log("conns")
+    for impl in impls:
         for count in sizes["conns"].get(impl.name, []) if impl.conns else []:
             conns, before, after = run_pair(impl, base, {"scenario": "conns", "clients": count}, 600)
             if "error" not in conns:
