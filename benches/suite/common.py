@@ -99,6 +99,22 @@ def rtt_result(samples_ns, seconds, cpu):
     }
 
 
+def measure_rtt(params, round_trip):
+    """The rtt scenario for a blocking client: ``round_trip(msg)`` sends ``msg`` and
+    waits for its echo; warm-up rounds first, then each round trip timed."""
+    msg = small_message(0)
+    for _ in range(params["warmup"]):
+        round_trip(msg)
+    samples = []
+    with Clock() as clock:
+        for seq in range(params["count"]):
+            msg["seq"] = seq
+            started = time.perf_counter_ns()
+            round_trip(msg)
+            samples.append(time.perf_counter_ns() - started)
+    return rtt_result(samples, clock.seconds, clock.cpu)
+
+
 class Clock:
     """Wall and CPU time of a measured section."""
 

@@ -19,7 +19,7 @@ from common import (
     UPDATE,
     Clock,
     blob,
-    rtt_result,
+    measure_rtt,
     small_message,
     update_message,
 )
@@ -156,19 +156,12 @@ def run_client(params):
 
 def _scenario_rtt(params):
     client = _client(params["port"])
-    msg = small_message(0)
-    for _ in range(params["warmup"]):
+
+    def round_trip(msg):
         client.send_message(NAMES[ECHO], msg)
         _await_replies(client, client.replies + 1)
-    samples = []
-    with Clock() as clock:
-        for seq in range(params["count"]):
-            msg["seq"] = seq
-            started = time.perf_counter_ns()
-            client.send_message(NAMES[ECHO], msg)
-            _await_replies(client, client.replies + 1)
-            samples.append(time.perf_counter_ns() - started)
-    return rtt_result(samples, clock.seconds, clock.cpu)
+
+    return measure_rtt(params, round_trip)
 
 
 def _scenario_stream(params):

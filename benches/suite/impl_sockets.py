@@ -3,7 +3,6 @@ peng3dnet's framing, a thread per connection on the server, no library in betwee
 
 import socket
 import threading
-import time
 
 from common import (
     BLOB,
@@ -15,8 +14,8 @@ from common import (
     Clock,
     blob,
     frame,
+    measure_rtt,
     read_frame,
-    rtt_result,
     small_message,
     update_message,
 )
@@ -74,19 +73,12 @@ def run_client(params):
 
 def _scenario_rtt(params):
     sock, stream = _connect(params["port"])
-    msg = small_message(0)
-    for _ in range(params["warmup"]):
+
+    def round_trip(msg):
         sock.sendall(frame(ECHO, msg))
         read_frame(stream)
-    samples = []
-    with Clock() as clock:
-        for seq in range(params["count"]):
-            msg["seq"] = seq
-            started = time.perf_counter_ns()
-            sock.sendall(frame(ECHO, msg))
-            read_frame(stream)
-            samples.append(time.perf_counter_ns() - started)
-    return rtt_result(samples, clock.seconds, clock.cpu)
+
+    return measure_rtt(params, round_trip)
 
 
 def _scenario_stream(params):

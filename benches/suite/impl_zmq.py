@@ -16,7 +16,7 @@ from common import (
     UPDATE,
     Clock,
     blob,
-    rtt_result,
+    measure_rtt,
     small_message,
     update_message,
 )
@@ -76,17 +76,7 @@ def run_client(params):
 
 def _scenario_rtt(params):
     dealer = _dealer(params["port"])
-    msg = small_message(0)
-    for _ in range(params["warmup"]):
-        _request(dealer, ECHO, msg)
-    samples = []
-    with Clock() as clock:
-        for seq in range(params["count"]):
-            msg["seq"] = seq
-            started = time.perf_counter_ns()
-            _request(dealer, ECHO, msg)
-            samples.append(time.perf_counter_ns() - started)
-    return rtt_result(samples, clock.seconds, clock.cpu)
+    return measure_rtt(params, lambda msg: _request(dealer, ECHO, msg))
 
 
 def _scenario_stream(params):
