@@ -115,6 +115,33 @@ def measure_rtt(params, round_trip):
     return rtt_result(samples, clock.seconds, clock.cpu)
 
 
+def measure_stream(params, send, await_done):
+    """The stream scenario for a blocking client: ``send(msg)`` for every message, then
+    ``await_done()`` until the server says it has handled the last one."""
+    msg = small_message(0)
+    with Clock() as clock:
+        for seq in range(params["count"]):
+            msg["seq"] = seq
+            send(msg)
+        await_done()
+    return {"count": params["count"], "seconds": clock.seconds, "cpu": clock.cpu}
+
+
+def measure_big(params, round_trip):
+    """The big scenario for a blocking client: ``round_trip(payload)`` sends a payload
+    and waits for its echo, for each size; sizes after one that took longer than
+    ``give_up_after`` seconds are skipped (recorded as missing)."""
+    seconds = {}
+    for size in params["sizes"]:
+        payload = blob(size)
+        with Clock() as clock:
+            round_trip(payload)
+        seconds[str(size)] = clock.seconds
+        if clock.seconds > params["give_up_after"]:
+            break
+    return {"seconds": seconds}
+
+
 class Clock:
     """Wall and CPU time of a measured section."""
 

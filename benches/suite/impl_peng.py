@@ -18,9 +18,9 @@ from common import (
     READY,
     UPDATE,
     Clock,
-    blob,
+    measure_big,
     measure_rtt,
-    small_message,
+    measure_stream,
     update_message,
 )
 
@@ -166,27 +166,21 @@ def _scenario_rtt(params):
 
 def _scenario_stream(params):
     client = _client(params["port"])
-    msg = small_message(0)
-    with Clock() as clock:
-        for seq in range(params["count"]):
-            msg["seq"] = seq
-            client.send_message(NAMES[ITEM], msg)
-        _await_replies(client, 1, timeout=params["timeout"])
-    return {"count": params["count"], "seconds": clock.seconds, "cpu": clock.cpu}
+    return measure_stream(
+        params,
+        lambda msg: client.send_message(NAMES[ITEM], msg),
+        lambda: _await_replies(client, 1, timeout=params["timeout"]),
+    )
 
 
 def _scenario_big(params):
     client = _client(params["port"])
-    seconds = {}
-    for size in params["sizes"]:
-        payload = blob(size)
-        with Clock() as clock:
-            client.send_message(NAMES[BLOB], payload)
-            _await_replies(client, client.replies + 1, timeout=params["timeout"])
-        seconds[str(size)] = clock.seconds
-        if clock.seconds > params["give_up_after"]:
-            break  # larger sizes would take far longer: recorded as missing
-    return {"seconds": seconds}
+
+    def round_trip(payload):
+        client.send_message(NAMES[BLOB], payload)
+        _await_replies(client, client.replies + 1, timeout=params["timeout"])
+
+    return measure_big(params, round_trip)
 
 
 def _scenario_fanout(params):

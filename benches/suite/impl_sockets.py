@@ -12,8 +12,8 @@ from common import (
     READY,
     UPDATE,
     Clock,
-    blob,
     frame,
+    measure_big,
     measure_rtt,
     read_frame,
     small_message,
@@ -99,16 +99,14 @@ def _scenario_stream(params):
 
 def _scenario_big(params):
     sock, stream = _connect(params["port"])
-    seconds = {}
-    for size in params["sizes"]:
-        payload = blob(size)
-        with Clock() as clock:
-            sender = threading.Thread(target=sock.sendall, args=(frame(BLOB, payload),))
-            sender.start()  # the echo starts coming back before the request is all sent
-            read_frame(stream)
-            sender.join()
-        seconds[str(size)] = clock.seconds
-    return {"seconds": seconds}
+
+    def round_trip(payload):
+        sender = threading.Thread(target=sock.sendall, args=(frame(BLOB, payload),))
+        sender.start()  # the echo starts coming back before the request is all sent
+        read_frame(stream)
+        sender.join()
+
+    return measure_big(params, round_trip)
 
 
 def _scenario_fanout(params):

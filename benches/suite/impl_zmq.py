@@ -15,9 +15,9 @@ from common import (
     READY,
     UPDATE,
     Clock,
-    blob,
+    measure_big,
     measure_rtt,
-    small_message,
+    measure_stream,
     update_message,
 )
 
@@ -81,24 +81,16 @@ def _scenario_rtt(params):
 
 def _scenario_stream(params):
     dealer = _dealer(params["port"])
-    msg = small_message(0)
-    with Clock() as clock:
-        for seq in range(params["count"]):
-            msg["seq"] = seq
-            dealer.send(msgpack.packb([ITEM, msg]))
-        msgpack.unpackb(dealer.recv())
-    return {"count": params["count"], "seconds": clock.seconds, "cpu": clock.cpu}
+    return measure_stream(
+        params,
+        lambda msg: dealer.send(msgpack.packb([ITEM, msg])),
+        lambda: msgpack.unpackb(dealer.recv()),
+    )
 
 
 def _scenario_big(params):
     dealer = _dealer(params["port"])
-    seconds = {}
-    for size in params["sizes"]:
-        payload = blob(size)
-        with Clock() as clock:
-            _request(dealer, BLOB, payload)
-        seconds[str(size)] = clock.seconds
-    return {"seconds": seconds}
+    return measure_big(params, lambda payload: _request(dealer, BLOB, payload))
 
 
 def _scenario_fanout(params):

@@ -103,18 +103,7 @@ def _keepalive_settings(cfg):
 
 def _overrides(obj, name, base):
     """Whether ``obj``'s ``name`` method differs from ``base``'s (or is set on the object)."""
-    if name in getattr(obj, "__dict__", ()):
-        return True
-    key = (type(obj), name, base)
-    known = _CLASS_OVERRIDES.get(key)
-    if known is None:
-        known = _CLASS_OVERRIDES[key] = getattr(type(obj), name, None) is not getattr(base, name)
-    return known
-
-
-# (class, method name, base) -> whether the class overrides the base's method; asked
-# on every send, and classes do not change their methods once in use.
-_CLASS_OVERRIDES = {}
+    return name in getattr(obj, "__dict__", ()) or getattr(type(obj), name, None) is not getattr(base, name)
 
 
 class _ConntypeTable(dict):

@@ -594,16 +594,10 @@ impl Conn {
 
     /// Sends an internal packet built by the core and reports it to Python.
     fn send_internal(self: &Arc<Self>, packet_id: u32, body: &Value) {
-        let body = body.to_bytes();
-        let mut out = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
-        if packet::encode_packet(packet_id, &body, &self.settings.compression, &mut out).is_err() {
-            return; // cannot happen: internal bodies are far below 4 GiB
-        }
-        let frame = Bytes::from(out);
         if packet_id == pid::HELLO || packet_id == pid::SETTYPE {
             self.probes().handshake = Some(Instant::now());
         }
-        if self.queue_frame(frame.clone(), body.len()) {
+        if let Some((frame, body)) = self.queue_core_packet(packet_id, body) {
             self.inbox.push(Event::Sent {
                 conn: self.clone(),
                 pid: packet_id,
@@ -611,6 +605,22 @@ impl Conn {
                 frame,
             });
         }
+    }
+
+    /// Encodes and queues a packet built by the core; its frame and msgpack body if it
+    /// was queued.
+    fn queue_core_packet(
+        self: &Arc<Self>,
+        packet_id: u32,
+        body: &Value,
+    ) -> Option<(Bytes, Vec<u8>)> {
+        let body = body.to_bytes();
+        let mut out = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
+        // Cannot fail: the core's bodies are far below 4 GiB.
+        packet::encode_packet(packet_id, &body, &self.settings.compression, &mut out).ok()?;
+        let frame = Bytes::from(out);
+        self.queue_frame(frame.clone(), body.len())
+            .then_some((frame, body))
     }
 
     // --- closing --------------------------------------------------------------------
@@ -877,15 +887,7 @@ impl Conn {
 
     /// Queues a heartbeat packet (no `on_send`: it is not the app's packet).
     fn send_heartbeat(self: &Arc<Self>, body: &Value) {
-        let body = body.to_bytes();
-        let mut frame = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
-        let compression = Compression {
-            enabled: false,
-            ..self.settings.compression
-        };
-        if packet::encode_packet(pid::HEARTBEAT, &body, &compression, &mut frame).is_ok() {
-            self.queue_frame(Bytes::from(frame), body.len());
-        }
+        self.queue_core_packet(pid::HEARTBEAT, body);
     }
 
     /// Answers a probe; times the round trip of an answer to our last probe.

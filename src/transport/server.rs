@@ -311,7 +311,7 @@ impl ServerShared {
         lock(&self.conns).len()
     }
 
-    /// The live connections, by cid.
+    /// The live connections, in no particular order.
     pub fn connections(&self) -> Vec<Arc<Conn>> {
         lock(&self.conns).values().cloned().collect()
     }
@@ -346,7 +346,7 @@ impl ServerShared {
 
     /// Closes every connection gracefully with `reason`.
     pub fn close_all(&self, reason: Option<String>) {
-        let conns: Vec<Arc<Conn>> = lock(&self.conns).values().cloned().collect();
+        let conns = self.connections();
         for conn in conns {
             conn.close(reason.clone());
         }
@@ -367,7 +367,7 @@ impl ServerShared {
     /// connections already closing gracefully: they finish their close.
     pub fn stop(&self, reason: Option<String>) {
         self.accept_cancel.cancel();
-        let conns: Vec<Arc<Conn>> = lock(&self.conns).values().cloned().collect();
+        let conns = self.connections();
         for conn in conns.iter().filter(|conn| !conn.is_closing()) {
             conn.abort(reason.clone());
         }
