@@ -84,9 +84,20 @@ def python_of():
     return _interpreter
 
 
+def pytest_generate_tests(metafunc):
+    # Under ours, every conformance test that uses the harness runs twice: over TCP on
+    # loopback and over the in-process transport ("memory:" addresses), which must
+    # behave the same. Other tests, and the reference, use TCP only.
+    if "net" in metafunc.fixturenames:
+        conformance = "conformance" in pathlib.Path(str(metafunc.definition.path)).parts
+        transports = ["tcp", "memory"] if IMPL == "ours" and conformance else ["tcp"]
+        metafunc.parametrize("net", transports, indirect=True)
+
+
 @pytest.fixture
-def net():
-    """A :class:`support.Harness`; everything it started is stopped afterwards."""
-    harness = Harness()
+def net(request):
+    """A :class:`support.Harness` on the transport the test is parametrized with
+    (``"tcp"`` or ``"memory"``); everything it started is stopped afterwards."""
+    harness = Harness(getattr(request, "param", "tcp"))
     yield harness
     harness.close()

@@ -2,6 +2,7 @@
 
 import contextlib
 import importlib.util
+import itertools
 import os
 import pathlib
 import pickle
@@ -10,6 +11,8 @@ import struct
 import subprocess
 import sys
 import threading
+
+import pytest
 
 # The reference imports pyglet (through peng3d), which wants a display unless told not to.
 os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
@@ -139,20 +142,30 @@ class FakePeng:
 
 
 class Harness:
-    """Starts servers and clients on 127.0.0.1 and stops them all at the end.
+    """Starts servers and clients and stops them all at the end.
 
-    Written against the public API only, so it drives either implementation. The
-    original completes its handshake in the process thread, so by default both sides
-    run ``process_async()``.
+    ``transport`` is ``"tcp"`` (127.0.0.1, a free port per server) or ``"memory"`` (a
+    fresh in-process address per server; ours only). Written against the public API
+    only, so it drives either implementation. The original completes its handshake in
+    the process thread, so by default both sides run ``process_async()``.
     """
 
-    def __init__(self):
+    _names = itertools.count(1)
+
+    def __init__(self, transport="tcp"):
+        self.transport = transport
         self.servers = []
         self.clients = []
 
+    def new_address(self):
+        """An address for a new server on this transport."""
+        if self.transport == "memory":
+            return f"memory:harness-{os.getpid()}-{next(self._names)}"
+        return ("127.0.0.1", 0)
+
     def server(self, cls=None, process=True, **kwargs):
         cls = cls or peng3dnet.Server
-        kwargs.setdefault("addr", ("127.0.0.1", 0))
+        kwargs.setdefault("addr", self.new_address())
         server = cls(**kwargs)
         self.servers.append(server)
         server.bind()  # before runAsync: the original's initialize() may not be called twice
@@ -162,15 +175,26 @@ class Harness:
         assert wait_until(lambda: server.sock is not None)
         return server
 
-    @staticmethod
-    def port(server):
+    def port(self, server):
+        """The TCP port of ``server``. A test that needs one (to reach the server with a
+        raw socket or another process) is about TCP: over the in-process transport it
+        is skipped here."""
+        if self.transport == "memory":
+            pytest.skip("talks to the server through a TCP port: TCP only")
         return server.sock.getsockname()[1]
+
+    def address(self, server):
+        """Where a client reaches ``server`` (a server object or a TCP port)."""
+        if isinstance(server, int):
+            return ("127.0.0.1", server)
+        if self.transport == "memory":
+            return server.addr
+        return ("127.0.0.1", self.port(server))
 
     def client(self, server, cls=None, process=True, wait=True, timeout=5.0, **kwargs):
         cls = cls or peng3dnet.Client
-        port = server if isinstance(server, int) else self.port(server)
         known = set() if isinstance(server, int) else set(server.clients)
-        kwargs.setdefault("addr", ("127.0.0.1", port))
+        kwargs.setdefault("addr", self.address(server))
         client = cls(**kwargs)
         self.clients.append(client)
         client.runAsync()

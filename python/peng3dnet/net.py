@@ -159,13 +159,17 @@ class _Peer:
         else:
             self.cfg = Config({**DEFAULT_CONFIG, **cfg}, peng.cfg)
         port = self.cfg[f"{addr_key}.port"]
+        # An in-process address ("memory:NAME", an extension) is kept as ("memory:NAME", 0).
         if addr is not None:
-            addr = util.normalize_addr_socketstyle(addr, port)
+            self._memory_name = util.memory_name(addr)
+            addr = self._normalize(addr, port)
             self.cfg[f"{addr_key}.host"], self.cfg[f"{addr_key}.port"] = addr[0], addr[1]
         elif self.cfg[addr_key] is None:
-            addr = util.normalize_addr_socketstyle(self.cfg[f"{addr_key}.host"], port)
+            self._memory_name = util.memory_name(self.cfg[f"{addr_key}.host"])
+            addr = self._normalize(self.cfg[f"{addr_key}.host"], port)
         else:
-            addr = util.normalize_addr_socketstyle(self.cfg[addr_key], port)
+            self._memory_name = util.memory_name(self.cfg[addr_key])
+            addr = self._normalize(self.cfg[addr_key], port)
         if self.cfg["net.events.enable"] == "auto":
             self.cfg["net.events.enable"] = peng is not None
         self.peng = peng
@@ -183,6 +187,11 @@ class _Peer:
         # Counts threads inside process_forever(); waits that depend on dispatch use it.
         self._process_loops = 0
         self._dispatch_cond = threading.Condition()
+
+    def _normalize(self, addr, port):
+        if self._memory_name is not None:
+            return (util.MEMORY_SCHEME + self._memory_name, 0)
+        return util.normalize_addr_socketstyle(addr, port)
 
     # --- configuration -------------------------------------------------------------
 
@@ -562,16 +571,22 @@ class Server(_Peer):
                 return
             self._core.configure(**self._settings())
             cfg = self.cfg
-            self._core.configure_tls(
-                bool(cfg["net.ssl.enabled"]),
-                certfile=cfg["net.ssl.server.certfile"],
-                keyfile=cfg["net.ssl.server.keyfile"],
-                client_ca=cfg["net.ssl.cafile"],
-                require_client_cert=bool(cfg["net.ssl.server.force_verify"]),
-            )
+            if self._memory_name is None:
+                # In-process connections never leave the process: there is nothing to
+                # encrypt, so TLS options do not apply to them.
+                self._core.configure_tls(
+                    bool(cfg["net.ssl.enabled"]),
+                    certfile=cfg["net.ssl.server.certfile"],
+                    keyfile=cfg["net.ssl.server.keyfile"],
+                    client_ca=cfg["net.ssl.cafile"],
+                    require_client_cert=bool(cfg["net.ssl.server.force_verify"]),
+                )
             self._core.set_max_connections(int(self.cfg["net.limits.max_connections"]))
             self._configure_recv()
-            bound = self._core.bind(_resolve(self.addr, passive=True))
+            if self._memory_name is not None:
+                bound = self._core.bind_memory(self._memory_name)
+            else:
+                bound = self._core.bind(_resolve(self.addr, passive=True))
             self.sock = _ListeningSocket(self, bound)
             self._is_bound = True
         self.sendEvent("peng3dnet:server.bind", {"addr": tuple(self.addr)})
@@ -1066,7 +1081,7 @@ class Client(_Peer):
             self._core.configure(**self._settings())
             cfg = self.cfg
             self._core.configure_tls(
-                bool(cfg["net.ssl.enabled"]),
+                bool(cfg["net.ssl.enabled"]) and self._memory_name is None,
                 # The original trusted the server's certificate file; keep that fallback.
                 ca=cfg["net.ssl.cafile"] or cfg["net.ssl.server.certfile"],
                 require_verified=bool(cfg["net.ssl.client.force_verify"]),
@@ -1080,8 +1095,13 @@ class Client(_Peer):
                 bool(self.cfg["net.registry.autosync"]),
                 self.cfg["net.registry.missingpacketaction"] == "closeconnection",
             )
-            addrs = _resolve(self.addr, passive=False)
-            self._conn = self._core.connect(addrs, float(self.cfg["net.timeout.connect"]), str(self.addr[0]))
+            if self._memory_name is not None:
+                self._conn = self._core.connect_memory(self._memory_name)
+            else:
+                addrs = _resolve(self.addr, passive=False)
+                self._conn = self._core.connect(
+                    addrs, float(self.cfg["net.timeout.connect"]), str(self.addr[0])
+                )
             self.sock = self._conn
             self._is_connected = True
         self.sendEvent("peng3dnet:client.connect", {"addr": tuple(self.addr), "sock": self.sock})

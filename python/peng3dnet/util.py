@@ -1,13 +1,43 @@
 """Address helpers.
 
-Accepted forms: a ``(host, port)`` tuple or list, ``"host"``, ``"host:port"``, and, as an
-extension over the original library, IPv6 literals: ``"::1"``, ``"[::1]"`` and
-``"[::1]:8080"``.
+Accepted forms: a ``(host, port)`` tuple or list, ``"host"``, ``"host:port"``, and, as
+extensions over the original library, IPv6 literals (``"::1"``, ``"[::1]"`` and
+``"[::1]:8080"``) and in-process addresses (``"memory:NAME"``, see :func:`memory_name`).
 """
 
 from . import errors
 
-__all__ = ["normalize_addr_formatted", "normalize_addr_socketstyle", "parse_address"]
+__all__ = [
+    "MEMORY_SCHEME",
+    "memory_name",
+    "normalize_addr_formatted",
+    "normalize_addr_socketstyle",
+    "parse_address",
+]
+
+MEMORY_SCHEME = "memory:"
+"""The prefix of in-process addresses (an extension: servers and clients of one process
+that talk without sockets)."""
+
+
+def memory_name(addr):
+    """The name of an in-process address, or None for any other address.
+
+    ``addr`` is ``"memory:NAME"`` or a ``("memory:NAME", port)`` pair (the form
+    ``Server.addr`` and ``getpeername()`` take for such addresses; the port is ignored).
+    Raises :class:`~peng3dnet.errors.InvalidAddressError` for ``"memory:"`` without a
+    name or with spaces in it.
+    """
+    if isinstance(addr, (tuple, list)) and addr:
+        addr = addr[0]
+    if not isinstance(addr, str) or not addr.startswith(MEMORY_SCHEME):
+        return None
+    name = addr[len(MEMORY_SCHEME) :]
+    if not name or any(c.isspace() for c in name):
+        raise errors.InvalidAddressError(
+            f"{addr!r} is not a valid in-process address: give a name without spaces, e.g. 'memory:game1'"
+        )
+    return name
 
 
 def _check_port(port):

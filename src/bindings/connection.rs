@@ -12,7 +12,7 @@ use super::errors;
 use super::stats_dict;
 use crate::protocol::packet;
 use crate::transport::client::ClientShared;
-use crate::transport::connection::Conn;
+use crate::transport::connection::{Conn, Endpoint};
 use crate::transport::peer::PeerCommon;
 use crate::transport::server::ServerShared;
 
@@ -56,6 +56,18 @@ pub(crate) fn py_addr<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound
         SocketAddr::V6(v6) => {
             (v6.ip().to_string(), v6.port(), v6.flowinfo(), v6.scope_id()).into_pyobject(py)
         }
+    }
+}
+
+/// An endpoint as Python sees it: a socket address as `socket` writes it, an
+/// in-process one as `("memory:NAME", port)`.
+pub(crate) fn py_endpoint<'py>(
+    py: Python<'py>,
+    endpoint: &Endpoint,
+) -> PyResult<Bound<'py, PyTuple>> {
+    match endpoint {
+        Endpoint::Socket(addr) => py_addr(py, addr),
+        Endpoint::Memory { name, port } => (format!("memory:{name}"), *port).into_pyobject(py),
     }
 }
 
@@ -104,12 +116,12 @@ impl Connection {
 
     /// The remote address, as `socket.getpeername()` returns it.
     fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        py_addr(py, &self.conn.peer_addr)
+        py_endpoint(py, &self.conn.peer_addr)
     }
 
     /// The local address, as `socket.getsockname()` returns it.
     fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        py_addr(py, &self.conn.local_addr)
+        py_endpoint(py, &self.conn.local_addr)
     }
 
     /// The socket's OS handle (-1 once unavailable).

@@ -24,6 +24,7 @@ use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
 use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
 use crate::transport::connection::{Keepalive, Settings};
+use crate::transport::memory;
 use crate::transport::server::ServerShared;
 use crate::transport::tls::{
     ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, TlsSetupError,
@@ -219,6 +220,14 @@ impl ServerCore {
             .detach(move || shared.bind(&addrs))
             .map_err(PyErr::from)?;
         py_addr(py, &bound)
+    }
+
+    /// Listens on the in-process address `memory:name`; returns `("memory:name", 0)`.
+    fn bind_memory<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyTuple>> {
+        self.shared
+            .bind_memory(name)
+            .map_err(errors::memory_error)?;
+        (format!("{}{name}", memory::SCHEME), 0u16).into_pyobject(py)
     }
 
     /// The listening socket's OS handle, or -1.
@@ -458,6 +467,18 @@ impl ClientCore {
             Err(err) => {
                 self.shared.connect_failed(format!("connectfailed: {err}"));
                 Err(errors::connect_error(py, err))
+            }
+        }
+    }
+
+    /// Connects to the server of this process on `memory:name`; returns the
+    /// connection's handle. The handshake then runs in the background.
+    fn connect_memory<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.shared.connect_memory(name) {
+            Ok(conn) => Owner::Client(self.shared.clone()).handle(py, &conn),
+            Err(err) => {
+                self.shared.connect_failed(format!("connectfailed: {err}"));
+                Err(errors::memory_error(err))
             }
         }
     }

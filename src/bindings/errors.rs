@@ -104,3 +104,20 @@ pub(crate) fn msgpack_decode_error(py: Python<'_>, err: &DecodeError) -> PyErr {
         _ => PyValueError::new_err(err.to_string()),
     }
 }
+
+/// An error of the in-process transport: the `OSError` a socket would raise in the
+/// same situation (`ConnectionRefusedError` with no server; errno `EADDRINUSE` for a
+/// name in use; `ValueError` for a malformed name).
+pub(crate) fn memory_error(err: std::io::Error) -> PyErr {
+    use pyo3::exceptions::{PyConnectionRefusedError, PyOSError};
+    let message = err.to_string();
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => PyConnectionRefusedError::new_err(message),
+        std::io::ErrorKind::AddrInUse => PyOSError::new_err((EADDRINUSE, message)),
+        std::io::ErrorKind::InvalidInput => PyValueError::new_err(message),
+        _ => PyOSError::new_err(message),
+    }
+}
+
+/// Linux's number for "address already in use", which Python's `errno.EADDRINUSE` has.
+const EADDRINUSE: i32 = 98;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::connection::{Conn, Role, SocketInfo};
+use super::connection::{Conn, Endpoint, Role, SocketInfo};
+use super::memory;
 use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
 use super::tls::{ClientTls, TlsHandshakeError};
@@ -140,10 +141,40 @@ impl ClientShared {
                     .start_tls_connection(0, info, stream, self.clone())
             }
         };
+        self.connected(&conn);
+        Ok(conn)
+    }
+
+    /// Connects to the server of this process that listens on `memory:name` (see
+    /// [`memory`]) and starts the connection. Fails with `ConnectionRefused` if
+    /// there is no such server.
+    pub fn connect_memory(self: &Arc<Self>, name: &str) -> io::Result<Arc<Conn>> {
+        let server = memory::server_named(name)?;
+        let (ours, theirs) = memory::pipe();
+        let _runtime = runtime().enter();
+        let cid = server.accept_memory(name, theirs)?;
+        let name: Arc<str> = Arc::from(name);
+        let info = SocketInfo {
+            peer_addr: Endpoint::Memory {
+                name: name.clone(),
+                port: 0,
+            },
+            local_addr: Endpoint::Memory { name, port: cid },
+            fd: -1,
+            ssl_seclevel: sslsec::NONE,
+        };
+        let conn = self
+            .common
+            .start_memory_connection(0, info, ours, self.clone());
+        self.connected(&conn);
+        Ok(conn)
+    }
+
+    /// Records the new connection and wakes threads waiting for it.
+    fn connected(&self, conn: &Arc<Conn>) {
         *lock(&self.conn) = Some(conn.clone());
         lock(&self.status).connected = true;
         self.status_changed.notify_all();
-        Ok(conn)
     }
 
     /// Reports a failed connection attempt to waiting threads.

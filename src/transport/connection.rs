@@ -127,9 +127,9 @@ pub struct Conn {
     /// Client id (unique per server; 0 on the client side).
     pub cid: u64,
     /// Remote address.
-    pub peer_addr: SocketAddr,
+    pub peer_addr: Endpoint,
     /// Local address.
-    pub local_addr: SocketAddr,
+    pub local_addr: Endpoint,
     /// OS handle of the socket (for `fileno()`), or -1.
     pub fd: i64,
     settings: Arc<Settings>,
@@ -327,13 +327,37 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// Where one end of a connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A TCP socket address.
+    Socket(SocketAddr),
+    /// An in-process address, `memory:NAME` (see [`super::memory`]). `port` tells the
+    /// ends of one server apart: 0 is the server's end, a client's end has its cid.
+    Memory {
+        /// The name after `memory:`.
+        name: Arc<str>,
+        /// 0 for the server's end, the cid for a client's.
+        port: u64,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Socket(addr) => addr.fmt(f),
+            Endpoint::Memory { name, port } => write!(f, "memory:{name} (end {port})"),
+        }
+    }
+}
+
 /// Addresses and handle of a socket, for [`Conn::spawn`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SocketInfo {
     /// Remote address.
-    pub peer_addr: SocketAddr,
+    pub peer_addr: Endpoint,
     /// Local address.
-    pub local_addr: SocketAddr,
+    pub local_addr: Endpoint,
     /// OS handle, or -1.
     pub fd: i64,
     /// `SSLSEC_*` level of the transport.

@@ -24,6 +24,7 @@
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
 //! * [`tls`]: TLS configurations, certificate checks and security levels.
+//! * [`memory`]: the in-process transport (`memory:NAME` addresses).
 //!
 //! Channel ends: each connection's outbox sender is held by its [`connection::Conn`]
 //! (Python and the reader task send through it), the receiver by its writer task. The
@@ -32,6 +33,7 @@
 pub mod client;
 pub mod connection;
 pub mod inbox;
+pub mod memory;
 pub mod peer;
 pub mod runtime;
 pub mod server;

@@ -1,20 +1,21 @@
 //! What servers and clients share: the inbox their Python side drains, their settings,
-//! connection types and packet table, and how a connected stream becomes a
-//! [`Conn`].
+//! connection types and packet table, and how a connected stream (TCP, TLS or an
+//! in-process pipe) becomes a [`Conn`].
 
 use std::io;
 use std::sync::{Arc, Condvar, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 
-use super::connection::{socket_handle, Conn, Keepalive, Role, Settings, SocketInfo};
+use super::connection::{socket_handle, Conn, Endpoint, Keepalive, Role, Settings, SocketInfo};
 use super::inbox::Inbox;
 use super::shared_tcp::SharedTcp;
 use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
 use crate::peer::table::PacketTable;
+use crate::protocol::packet::Compression;
 
 /// The parts of a server or client that do not depend on its side.
 pub struct PeerCommon {
@@ -87,6 +88,38 @@ impl PeerCommon {
         self.start_split(cid, info, tokio::io::split(stream), None, role)
     }
 
+    /// Starts connection `cid` on one end of an in-process pipe (see
+    /// [`super::memory`]): the current settings without compression and without
+    /// dead-peer detection, which only serve a network.
+    pub fn start_memory_connection(
+        &self,
+        cid: u64,
+        info: SocketInfo,
+        stream: DuplexStream,
+        role: Arc<dyn Role>,
+    ) -> Arc<Conn> {
+        let base = self.settings();
+        let settings = Arc::new(Settings {
+            compression: Compression {
+                enabled: false,
+                ..base.compression
+            },
+            keepalive: None,
+            ..(*base).clone()
+        });
+        let (reader, writer) = tokio::io::split(stream);
+        Conn::spawn(
+            cid,
+            info,
+            reader,
+            writer,
+            None,
+            settings,
+            self.inbox.clone(),
+            role,
+        )
+    }
+
     fn start_split<R, W>(
         &self,
         cid: u64,
@@ -99,11 +132,7 @@ impl PeerCommon {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let settings = self
-            .settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let settings = self.settings();
         Conn::spawn(
             cid,
             info,
@@ -145,8 +174,8 @@ pub fn socket_info(
         set_tcp_keepalive(stream, keepalive)?;
     }
     Ok(SocketInfo {
-        peer_addr: stream.peer_addr()?,
-        local_addr: stream.local_addr()?,
+        peer_addr: Endpoint::Socket(stream.peer_addr()?),
+        local_addr: Endpoint::Socket(stream.local_addr()?),
         fd: socket_handle(stream),
         ssl_seclevel,
     })

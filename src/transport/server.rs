@@ -1,5 +1,5 @@
-//! The server side: a listening socket, its accept loop, and the table of live
-//! connections, which all share one inbox.
+//! The server side: a listening socket (or an in-process address), its accept loop,
+//! and the table of live connections, which all share one inbox.
 
 use std::collections::HashMap;
 
@@ -10,14 +10,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::io::{AsyncWrite, DuplexStream};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::client::is_active_state;
 use super::connection::{
-    socket_handle as raw_fd, Conn, Role, SocketInfo, Traffic, TrafficSnapshot,
+    socket_handle as raw_fd, Conn, Endpoint, Role, SocketInfo, Traffic, TrafficSnapshot,
 };
 use super::inbox::{Event, LogLevel};
+use super::memory;
 use super::peer::{deadline, wait_until, PeerCommon};
 use super::runtime::runtime;
 use super::tls::ServerTls;
@@ -53,6 +55,8 @@ pub struct ServerShared {
     refused: AtomicU64,
     /// The traffic of connections that have ended.
     retired: Traffic,
+    /// The in-process address (`memory:NAME`) bound instead of a socket, by name.
+    memory_name: Mutex<Option<String>>,
 }
 
 /// A server's statistics at one moment.
@@ -100,6 +104,7 @@ impl ServerShared {
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             retired: Traffic::default(),
+            memory_name: Mutex::new(None),
         })
     }
 
@@ -136,13 +141,66 @@ impl ServerShared {
         Err(last_error)
     }
 
+    /// Listens on the in-process address `memory:name` instead of a socket (see
+    /// [`memory`]). Clients of this process can connect from now on.
+    pub fn bind_memory(self: &Arc<Self>, name: &str) -> io::Result<()> {
+        memory::listen(name, self)?;
+        *lock(&self.memory_name) = Some(name.to_owned());
+        Ok(())
+    }
+
+    /// Whether new connections are taken (not stopped yet).
+    pub fn is_accepting(&self) -> bool {
+        !self.accept_cancel.is_cancelled()
+    }
+
+    /// Takes a new in-process connection whose server end is `stream`; returns its
+    /// cid (0 if the server is full: the client is then told so with a close packet,
+    /// as over TCP). Must run inside the runtime.
+    pub fn accept_memory(self: &Arc<Self>, name: &str, stream: DuplexStream) -> io::Result<u64> {
+        if !self.is_accepting() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the server on {}{name} has stopped", memory::SCHEME),
+            ));
+        }
+        let mut conns = lock(&self.conns);
+        if self.is_full(&conns) {
+            drop(conns);
+            self.note_refused_full(&format!("{}{name}", memory::SCHEME));
+            tokio::spawn(refuse(stream, reason::SERVER_FULL));
+            return Ok(0);
+        }
+        let cid = self.gen_cid();
+        let name: Arc<str> = Arc::from(name);
+        let info = SocketInfo {
+            peer_addr: Endpoint::Memory {
+                name: name.clone(),
+                port: cid,
+            },
+            local_addr: Endpoint::Memory { name, port: 0 },
+            fd: -1,
+            ssl_seclevel: sslsec::NONE,
+        };
+        let conn = self
+            .common
+            .start_memory_connection(cid, info, stream, self.clone());
+        conns.insert(cid, conn);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(cid)
+    }
+
     /// The OS handle of the bound listener, or -1.
     pub fn listener_fd(&self) -> i64 {
         lock(&self.listener).as_ref().map_or(-1, raw_fd)
     }
 
-    /// Starts accepting connections on the bound listener.
+    /// Starts accepting connections on the bound listener (an in-process server
+    /// accepts from its bind on).
     pub fn start(self: &Arc<Self>) -> io::Result<()> {
+        if lock(&self.memory_name).is_some() {
+            return Ok(());
+        }
         let listener = lock(&self.listener).take().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "the server is not bound")
         })?;
@@ -267,14 +325,17 @@ impl ServerShared {
     }
 
     fn refuse_full(&self, stream: TcpStream) {
+        self.note_refused_full(&peer_text(&stream));
+        tokio::spawn(refuse(stream, reason::SERVER_FULL));
+    }
+
+    fn note_refused_full(&self, peer: &str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        let peer = peer_text(&stream);
         self.log(format!(
             "refusing a connection from {peer}: the server already has {} connections \
              (net.limits.max_connections)",
             self.max_connections.load(Ordering::SeqCst)
         ));
-        tokio::spawn(refuse(stream, reason::SERVER_FULL));
     }
 
     fn log(&self, message: String) {
@@ -372,6 +433,9 @@ impl ServerShared {
             conn.abort(reason.clone());
         }
         lock(&self.listener).take();
+        if let Some(name) = lock(&self.memory_name).as_deref() {
+            memory::unlisten(name, self);
+        }
         self.common.inbox.interrupt();
     }
 
@@ -397,7 +461,7 @@ fn peer_text(stream: &TcpStream) -> String {
 }
 
 /// Tells a connection we will not serve why (a close packet), then hangs up.
-async fn refuse(mut stream: TcpStream, why: &'static str) {
+async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, why: &'static str) {
     use tokio::io::AsyncWriteExt;
     let body = Value::map([("reason", Value::from(why))]).to_bytes();
     let mut frame = Vec::new();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::{is_active_state, ClientOptions, ClientShared};
-use super::connection::{Conn, Keepalive, Settings};
+use super::connection::{Conn, Endpoint, Keepalive, Settings};
 use super::inbox::{Event, Inbox};
 use super::server::ServerShared;
 use crate::peer::constants::{CONNTYPE_CLASSIC, INTERNAL_PACKETS};
@@ -19,6 +19,14 @@ use crate::protocol::packet::{encode_packet, Compression};
 const WAIT: Duration = Duration::from_secs(5);
 
 fn server_with(packets: &[(&str, u32)]) -> (Arc<ServerShared>, SocketAddr) {
+    let server = unbound_server(packets);
+    let addr = server.bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    server.start().unwrap();
+    (server, addr)
+}
+
+/// A server with `packets` and the classic connection type, not yet bound.
+fn unbound_server(packets: &[(&str, u32)]) -> Arc<ServerShared> {
     let server = ServerShared::new();
     {
         let mut table = server.common.table().write().unwrap();
@@ -36,9 +44,7 @@ fn server_with(packets: &[(&str, u32)]) -> (Arc<ServerShared>, SocketAddr) {
         .write()
         .unwrap()
         .insert(CONNTYPE_CLASSIC.to_owned(), ConntypeKind::NativeClassic);
-    let addr = server.bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-    server.start().unwrap();
-    (server, addr)
+    server
 }
 
 fn client_with(packets: &[(&str, u32)]) -> Arc<ClientShared> {
@@ -79,11 +85,11 @@ fn wait_for<T>(inbox: &Inbox, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
     panic!("the expected event did not arrive");
 }
 
-/// Encodes and queues packet `pid` with body `value` on `conn`.
+/// Encodes packet `pid` with body `value` as `conn`'s settings say and queues it.
 fn send(conn: &Arc<Conn>, pid: u32, value: &Value) -> bool {
     let body = value.to_bytes();
     let mut out = Vec::new();
-    encode_packet(pid, &body, &Compression::default(), &mut out).unwrap();
+    encode_packet(pid, &body, &conn.settings().compression, &mut out).unwrap();
     conn.queue_frame(Bytes::from(out), body.len())
 }
 
@@ -340,5 +346,95 @@ fn direct_and_queued_writes_from_many_threads_never_interleave() {
         }
     }
     assert_eq!(conn.queued_bytes(), 0);
+    server.stop(None);
+}
+
+// --- the in-process transport ------------------------------------------------------
+
+fn memory_server(name: &str, packets: &[(&str, u32)]) -> Arc<ServerShared> {
+    let server = unbound_server(packets);
+    server.bind_memory(name).unwrap();
+    server.start().unwrap();
+    server
+}
+
+#[test]
+fn memory_pair_handshakes_exchanges_packets_and_closes_with_the_reason() {
+    let server = memory_server("tests-pair", &[("test:a", 64), ("test:b", 65)]);
+    let client = client_with(&[("test:b", 64), ("test:a", 65)]);
+    let conn = client.connect_memory("tests-pair").unwrap();
+    let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
+    assert!(active, "the handshake did not complete");
+    assert_eq!(conn.fd, -1);
+    let cid = match &conn.local_addr {
+        Endpoint::Memory { name, port } => {
+            assert_eq!(&**name, "tests-pair");
+            *port
+        }
+        other => panic!("a memory connection has local address {other}"),
+    };
+    assert!(cid > 0);
+    // Bodies above the compression threshold go uncompressed: nothing to save in memory.
+    let big = Value::from("x".repeat(100_000));
+    assert!(send(&conn, 65, &big));
+    let (got_cid, flags, body) = wait_for(&server.common.inbox, |event| match event {
+        Event::Packet {
+            conn,
+            pid: 65,
+            flags,
+            body,
+        } => Some((conn.cid, *flags, body.clone())),
+        _ => None,
+    });
+    assert_eq!(got_cid, cid);
+    assert!(!crate::protocol::Flags::from_bits(flags).contains(crate::protocol::Flags::COMPRESSED));
+    assert_eq!(Value::decode(&body, ReadLimits::default()).unwrap(), big);
+    let server_conn = server.conn(cid).unwrap();
+    assert_eq!(
+        server_conn.peer_addr,
+        Endpoint::Memory {
+            name: Arc::from("tests-pair"),
+            port: cid
+        }
+    );
+    assert!(!server_conn.stats().heartbeat);
+    server_conn.close(Some("bye".to_owned()));
+    let reason = wait_for(&client.common.inbox, |event| match event {
+        Event::Closed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("bye"));
+    assert!(server.wait_all_gone(Some(WAIT)));
+    server.stop(None);
+}
+
+#[test]
+fn memory_names_are_exclusive_until_the_server_stops() {
+    let first = memory_server("tests-exclusive", &[]);
+    let second = unbound_server(&[]);
+    let err = second.bind_memory("tests-exclusive").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    first.stop(None);
+    second.bind_memory("tests-exclusive").unwrap();
+    second.stop(None);
+    let err = client_with(&[])
+        .connect_memory("tests-exclusive")
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let err = client_with(&[]).connect_memory("with space").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn full_memory_server_tells_the_client_why() {
+    let server = memory_server("tests-full", &[]);
+    server.set_max_connections(0);
+    let client = client_with(&[]);
+    client.connect_memory("tests-full").unwrap();
+    let reason = wait_for(&client.common.inbox, |event| match event {
+        Event::Closed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("serverfull"));
     server.stop(None);
 }

@@ -32,7 +32,7 @@ def test_initialize_is_idempotent():
 
 @pytest.mark.reference_bug(4)
 def test_initialize_then_run(net):
-    server = EchoServer(addr=("127.0.0.1", 0))
+    server = EchoServer(addr=net.new_address())
     net.servers.append(server)
     server.initialize()
     server.runAsync()
@@ -61,7 +61,7 @@ def test_reg_hooks_of_mixins_are_called():
 
 def test_bind_port_zero_and_idempotent(net):
     server = net.server(EchoServer)
-    port = server.sock.getsockname()[1]
+    port = net.port(server)
     assert port > 0
     server.bind()
     assert server.sock.getsockname()[1] == port

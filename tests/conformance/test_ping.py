@@ -34,7 +34,7 @@ def test_names():
 
 def test_ping_server_answers(net):
     server = net.server(PingServer)
-    answer = ping.pingServer(addr=("127.0.0.1", net.port(server)), data={"question": "hi"}, timeout=5)
+    answer = ping.pingServer(addr=net.address(server), data={"question": "hi"}, timeout=5)
     assert answer["name"] == "conformance"
     assert answer["players"] == 7
     assert answer["asked"] == "hi"
@@ -63,7 +63,7 @@ def test_server_sees_ping_mode_and_client_closes(net):
             reasons.append(reason)
 
     server.clientcls = Conn
-    ping.pingServer(addr=("127.0.0.1", net.port(server)), timeout=5)
+    ping.pingServer(addr=net.address(server), timeout=5)
     assert wait_until(lambda: reasons)
     assert modes[0] in (peng3dnet.MODE_PING, peng3dnet.MODE_CLOSED)
 
@@ -79,7 +79,7 @@ def test_server_learns_why_a_ping_connection_closed(net):
             reasons.append(reason)
 
     server = net.server(PingServer, clientcls=Conn)
-    ping.pingServer(addr=("127.0.0.1", net.port(server)), timeout=5)
+    ping.pingServer(addr=net.address(server), timeout=5)
     assert wait_until(lambda: reasons)
     assert reasons == ["pingcomplete"]
 
@@ -88,7 +88,7 @@ def test_server_learns_why_a_ping_connection_closed(net):
 def test_ping_server_does_not_modify_the_callers_data(net):
     server = net.server(PingServer)
     data = {"question": "unchanged?"}
-    ping.pingServer(addr=("127.0.0.1", net.port(server)), data=data, timeout=5)
+    ping.pingServer(addr=net.address(server), data=data, timeout=5)
     assert data == {"question": "unchanged?"}
 
 
@@ -97,14 +97,14 @@ def test_each_client_waits_for_its_own_pong(net):
         pass
 
     server = net.server(PingServer)
-    first = Client(addr=("127.0.0.1", net.port(server)), conntype=peng3dnet.CONNTYPE_PING)
+    first = Client(addr=net.address(server), conntype=peng3dnet.CONNTYPE_PING)
     first.setPingData({"n": 1, "time": "__AUTO__"})  # the original requires the key
     net.clients.append(first)
     first.runAsync()
     first.process_async()
     assert first.wait_for_pong(5)["oldmsg"]["n"] == 1
     # A second client has not pinged: it must not see the first client's answer.
-    second = Client(addr=("127.0.0.1", net.port(server)), conntype=peng3dnet.CONNTYPE_PING)
+    second = Client(addr=net.address(server), conntype=peng3dnet.CONNTYPE_PING)
     with pytest.raises(peng3dnet.errors.FailedPingError):
         second.wait_for_pong(0.2)
 
@@ -114,7 +114,7 @@ def test_concurrent_pings_each_get_their_own_answer(net):
     answers = {}
 
     def run(n):
-        answers[n] = ping.pingServer(addr=("127.0.0.1", net.port(server)), data={"question": n}, timeout=10)
+        answers[n] = ping.pingServer(addr=net.address(server), data={"question": n}, timeout=10)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
     for t in threads:
@@ -169,7 +169,7 @@ def test_writeback_can_be_turned_off(net, monkeypatch):
     class Client(ping.PingableClientMixin, peng3dnet.Client):
         pass
 
-    client = Client(addr=("127.0.0.1", net.port(server)), conntype=peng3dnet.CONNTYPE_PING)
+    client = Client(addr=net.address(server), conntype=peng3dnet.CONNTYPE_PING)
     client.setPingData({"secret": 1, "time": "__AUTO__"})
     net.clients.append(client)
     client.runAsync()
