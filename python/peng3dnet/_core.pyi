@@ -4,7 +4,7 @@ The public API is the Python package; these classes are what it drives. Every me
 that waits releases the GIL while it does.
 """
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Awaitable, Literal, Optional, Union
 
 __version__: str
 
@@ -76,6 +76,8 @@ class Connection:
     def finished(self) -> bool: ...
     @property
     def queued_bytes(self) -> int: ...
+    def wait_writable(self, limit: int) -> Awaitable[None]:
+        """Completes once at most ``limit`` bytes are queued or the connection is closing."""
     @property
     def close_reason(self) -> Optional[str]: ...
     def traffic(self) -> tuple[int, int, int, int]:
@@ -131,6 +133,8 @@ class PeerCore:
     ) -> list[_Event]: ...
     def dispatch_done(self) -> None: ...
     def interrupt(self) -> None: ...
+    def events_ready(self) -> Awaitable[None]:
+        """Completes once an event is queued (or after ``interrupt``); call from the loop."""
 
 class ServerCore(PeerCore):
     def __init__(self) -> None: ...

@@ -187,6 +187,10 @@ DEFAULT_CONFIG = {
     "net.recv.enabled": False,
     # Messages kept for recv() (the oldest are dropped beyond this many)
     "net.recv.buffer": 1000,
+    # asyncio API: messages waiting for recv()/messages() before reading pauses
+    "net.aio.recv_buffer": 10000,
+    # asyncio API: bytes queued for one peer beyond which send() waits for the peer
+    "net.aio.write_buffer": 1024 * 1024,
     # Timeouts in seconds
     "net.timeout.connect": 30.0,
     "net.timeout.close": 10.0,

@@ -317,8 +317,14 @@ class _Peer:
         something to arrive. Exceptions raised by handlers are logged (logger
         ``peng3dnet``) and processing goes on.
         """
+        return self._process(wait, timeout)[0]
+
+    def _process(self, wait, timeout, observe=None):
+        """:meth:`process`, returning ``(packets handled, events taken)``; ``observe``
+        (if given) is called with every event that is not a packet, after its dispatch
+        (the asyncio API follows connections and closes through it)."""
         core = self._core
-        handled = 0
+        handled = taken = 0
         try:
             for batch in range(_MAX_BATCHES):
                 # Only the first take waits. A batch is taken only when it will be
@@ -326,6 +332,7 @@ class _Peer:
                 events = core.take_events(wait and batch == 0, timeout, _BATCH)
                 if not events:
                     break
+                taken += len(events)
                 self._read_batch_settings()
                 self._before_dispatch()
                 for event in events:
@@ -335,11 +342,13 @@ class _Peer:
                         _log.exception(
                             "a handler raised while processing %s; processing goes on", _describe(event)
                         )
+                    if observe is not None and event[0] != EV_PACKET:
+                        observe(event)
                 if len(events) < _BATCH:
                     break
         finally:
             core.dispatch_done()
-        return handled
+        return handled, taken
 
     def _before_dispatch(self):
         pass

@@ -151,6 +151,13 @@ impl Connection {
         self.conn.queued_bytes()
     }
 
+    /// An asyncio awaitable that completes once at most `limit` bytes are queued, or
+    /// the connection is closing.
+    fn wait_writable<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyAny>> {
+        let conn = self.conn.clone();
+        super::aio::awaitable(py, async move { conn.wait_queue_at_most(limit).await })
+    }
+
     /// Traffic so far: (bytes read, frames decoded, frames queued, bytes written).
     fn traffic(&self) -> (u64, u64, u64, u64) {
         let t = self.conn.traffic();

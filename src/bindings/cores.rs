@@ -12,6 +12,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use super::aio;
 use super::codec::compression_level;
 use super::connection::{py_addr, Owner};
 use super::convert;
@@ -188,6 +189,13 @@ impl PeerCore {
     /// Wakes threads waiting in `take_events`.
     fn interrupt(&self) {
         self.owner.common().inbox.interrupt();
+    }
+
+    /// An asyncio awaitable that completes once an event is queued (or `interrupt`
+    /// was called); then `take_events(False)` gets it without blocking.
+    fn events_ready<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inbox = self.owner.common().inbox.clone();
+        aio::awaitable(py, async move { inbox.ready().await })
     }
 }
 

@@ -8,9 +8,11 @@
 //! * [`connection`]: `Connection`, the handle of one connection.
 //! * [`events`]: the event tuples Python's dispatch loop reads.
 //! * [`errors`]: the single place where core errors become Python exceptions.
+//! * [`aio`]: awaitables for the asyncio API.
 //!
 //! Each file registers its own classes and functions.
 
+mod aio;
 mod codec;
 mod connection;
 mod convert;

@@ -161,6 +161,9 @@ pub struct Conn {
     outbox: mpsc::UnboundedSender<Outbound>,
     /// Bytes queued in the outbox and not yet written.
     pub(super) out_bytes: AtomicUsize,
+    /// Signalled whenever queued bytes were written, and when a close starts: wakes
+    /// asyncio senders waiting for room ([`Conn::wait_queue_at_most`]).
+    pub(super) write_progress: Notify,
     /// Events of this connection in the inbox, not yet taken by Python.
     undelivered: AtomicUsize,
     /// Body bytes of this connection's packets in the inbox (for back-pressure).
@@ -405,6 +408,7 @@ impl Conn {
             cancel: CancellationToken::new(),
             outbox: tx,
             out_bytes: AtomicUsize::new(0),
+            write_progress: Notify::new(),
             undelivered: AtomicUsize::new(0),
             inbox_bytes: AtomicUsize::new(0),
             inbox_drained: Notify::new(),
@@ -495,6 +499,22 @@ impl Conn {
     /// Bytes queued for sending and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.out_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at most `limit` bytes are queued, or the connection is closing
+    /// (nothing more can be sent then). For senders that wait instead of queueing
+    /// without bound (the asyncio API).
+    pub async fn wait_queue_at_most(&self, limit: usize) {
+        loop {
+            let progress = self.write_progress.notified();
+            tokio::pin!(progress);
+            // Registered before the check, so a write finishing in between still wakes us.
+            progress.as_mut().enable();
+            if self.queued_bytes() <= limit || self.is_closing() {
+                return;
+            }
+            progress.await;
+        }
     }
 
     /// What went through the connection so far.
@@ -666,6 +686,7 @@ impl Conn {
             .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
         let queued = self.outbox.send(Outbound::Close(reason.clone())).is_ok();
         drop(order);
+        self.write_progress.notify_waiters();
         if !queued {
             self.finish(reason);
             return;
@@ -698,6 +719,7 @@ impl Conn {
             .clone();
         let reason = intended.unwrap_or(reason);
         self.closing.store(true, Ordering::SeqCst);
+        self.write_progress.notify_waiters();
         self.close_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,7 +1,8 @@
 //! The inbox: every event one peer's Python side must see, in the order it happened.
 //!
 //! Connection tasks push; the Python thread that calls `process()` takes events in
-//! batches. Taking blocks on a condition variable (the caller releases the GIL first).
+//! batches. Taking blocks on a condition variable (the caller releases the GIL first);
+//! the asyncio API instead awaits [`Inbox::ready`] and then takes without blocking.
 //! Packet events are counted per connection so that a reader task can stop reading
 //! while too much of its connection waits here (back-pressure reaches the sender
 //! through TCP instead of growing memory).
@@ -118,6 +119,11 @@ pub struct Inbox {
     /// Whether Python is between taking a batch and finishing its dispatch; while it
     /// is, connections whose close is in that batch do not yet read as closed.
     dispatching: AtomicBool,
+    /// Set once an asyncio task waits with [`Inbox::ready`]: from then on every push
+    /// also signals `ready` (threaded apps never pay for it).
+    async_waiting: AtomicBool,
+    /// Holds a permit when something was pushed since the last asyncio wait.
+    ready: tokio::sync::Notify,
 }
 
 impl Inbox {
@@ -141,9 +147,29 @@ impl Inbox {
         }
         let mut queue = self.lock();
         queue.events.push_back(event);
-        if queue.waiting > 0 {
-            drop(queue);
+        let waiting = queue.waiting > 0;
+        drop(queue);
+        if waiting {
             self.available.notify_one();
+        }
+        if self.async_waiting.load(Ordering::SeqCst) {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits (asynchronously) until an event is queued or [`Inbox::interrupt`] was
+    /// called; takes nothing. The asyncio API awaits this, then takes without waiting.
+    pub async fn ready(&self) {
+        // Set before the check: a push after the check then leaves a permit behind.
+        self.async_waiting.store(true, Ordering::SeqCst);
+        loop {
+            {
+                let queue = self.lock();
+                if !queue.events.is_empty() || queue.interrupted {
+                    return;
+                }
+            }
+            self.ready.notified().await;
         }
     }
 
@@ -154,6 +180,7 @@ impl Inbox {
         queue.interrupted = true;
         drop(queue);
         self.available.notify_all();
+        self.ready.notify_one();
     }
 
     /// Takes up to `max` events. With `wait`, blocks while the queue is empty, for at

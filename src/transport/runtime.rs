@@ -36,3 +36,19 @@ pub fn runtime() -> &'static Runtime {
 pub fn alive_tasks() -> Option<usize> {
     RUNTIME.get().map(|rt| rt.metrics().num_alive_tasks())
 }
+
+/// The runtime on which the asyncio API's awaitables complete (see
+/// `bindings::aio`): one worker of its own, so that handing a result back to Python
+/// (which takes the GIL) never holds up an I/O worker. Built on first use.
+pub fn bridge_runtime() -> &'static Runtime {
+    static BRIDGE: OnceLock<Runtime> = OnceLock::new();
+    BRIDGE.get_or_init(|| {
+        Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("peng3dnet-aio")
+            .enable_all()
+            .build()
+            .expect("the Tokio runtime of the asyncio API could not start")
+    })
+}

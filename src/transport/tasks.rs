@@ -152,7 +152,10 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         batch.clear();
         // Queued bytes stay counted in `out_bytes` until written: a sender may write
         // directly only when it is zero (see `Conn::queue_frame`).
-        let written = |n: usize| conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
+        let written = |n: usize| {
+            conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
+            conn.write_progress.notify_waiters();
+        };
         loop {
             match item {
                 Outbound::Frame(frame) => {

@@ -6,6 +6,8 @@ that type that arrives. :class:`SmartPacket` adds conditions (connection state, 
 mode, connection type, TLS level) that a packet must meet to be sent or handled.
 """
 
+import inspect
+
 from .. import errors
 from ..constants import SIDE_CLIENT, SIDE_SERVER, SSLSEC_NONE, STATE_ACTIVE
 
@@ -22,7 +24,9 @@ class Packet:
 
     def _receive(self, msg, cid=None):
         """Called for each received packet of this type; calls :meth:`receive`."""
-        self.receive(msg, cid)
+        result = self.receive(msg, cid)
+        if result is not None:
+            _returned(self, result)
 
     def _send(self, msg, cid=None):
         """Called after a packet of this type was queued for sending; calls :meth:`send`."""
@@ -68,7 +72,9 @@ class SmartPacket(Packet):
 
     def _receive(self, msg, cid=None):
         if self._conditions_met(cid, receiving=True):
-            self.receive(msg, cid)
+            result = self.receive(msg, cid)
+            if result is not None:
+                _returned(self, result)
             return True
         self._invalid(cid)
         return False
@@ -113,6 +119,21 @@ class SmartPacket(Packet):
             f"{type(self).__name__}.invalid_action is {self.invalid_action!r}; "
             "it must be 'ignore' or 'close'. The packet was dropped."
         )
+
+
+def _returned(packet, result):
+    """What ``receive`` returned: a coroutine (``async def receive``) is run as a task
+    on the event loop of the peer's asyncio API; anything else is ignored."""
+    if not inspect.iscoroutine(result):
+        return
+    spawn = getattr(packet.peer, "_spawn_handler", None)
+    if spawn is None:
+        result.close()
+        raise TypeError(
+            f"{type(packet).__name__}.receive is a coroutine function; async handlers run only "
+            "on servers and clients of the asyncio API (peng3dnet.aio)"
+        )
+    spawn(result)
 
 
 class PrintPacket(Packet):
