@@ -41,6 +41,13 @@ async def until(predicate, timeout=5.0):
     return bool(predicate())
 
 
+async def first_client(server):
+    """The cid of the server's first client, once the server has dispatched its
+    connection (a client's handshake completes before the server's Python side runs)."""
+    assert await until(lambda: server.clients), "no client connected"
+    return next(iter(server.clients))
+
+
 @pytest.fixture(params=["tcp", "memory"])
 def addr(request):
     """Where a test server listens: loopback with a free port, or a fresh in-process name."""
@@ -80,6 +87,8 @@ def test_round_trip_both_ways_and_close_reason(addr):
             assert await client.recv(timeout=5) == ("t:msg", {"from": "server"})
             assert await client.close("bye") == "bye"
             assert client.closed and client.close_reason == "bye"
+            # The client is done once its close packet is out; the server reads it soon.
+            assert await until(lambda: closed)
         assert closed == [(cid, "bye")]
 
     run(main())
@@ -105,7 +114,7 @@ def test_messages_iterates_until_the_server_shuts_down(addr):
     async def main():
         server = await aio.start_server(addr, packets=["t:msg"])
         client = await aio.connect(reachable(server), packets=["t:msg"])
-        cid = next(iter(server.clients))
+        cid = await first_client(server)
         for n in range(100):
             await server.send("t:msg", n, cid)
         got = []
@@ -134,7 +143,7 @@ def test_recv_back_pressure_loses_nothing(addr):
         cfg = {"net.aio.recv_buffer": 10, "net.limits.inbox": 4096}
         async with aio.start_server(addr, packets=["t:msg"]) as server:
             async with aio.connect(reachable(server), packets=["t:msg"], cfg=cfg) as client:
-                cid = next(iter(server.clients))
+                cid = await first_client(server)
                 for n in range(3000):
                     await server.send("t:msg", {"n": n, "pad": "x" * 100}, cid)
                 await asyncio.sleep(0.3)  # the client reads nothing meanwhile
@@ -161,8 +170,7 @@ def test_send_waits_while_the_peer_does_not_read():
             client = harness.client(
                 port, Slow, process=False, cfg={"net.limits.inbox": 64 * 1024, "net.compress.enabled": False}
             )
-            assert await until(lambda: server.clients)
-            cid = next(iter(server.clients))
+            cid = await first_client(server)
             conn = server.clients[cid].conn
             chunk = os.urandom(64 * 1024)
             sent = 0
@@ -276,7 +284,7 @@ def test_smartpacket_conditions_apply_to_recv():
     async def main():
         async with aio.start_server(("127.0.0.1", 0), packets={"t:s": ServerOnly, "t:m": None}) as server:
             async with aio.connect(server.address, packets={"t:s": ServerOnly, "t:m": None}) as client:
-                cid = next(iter(server.clients))
+                cid = await first_client(server)
                 await client.send("t:s", "to the server")
                 assert await server.recv(timeout=5) == (cid, "t:s", "to the server")
                 # Sending it from the server is refused before it reaches the wire.
@@ -423,7 +431,7 @@ def test_cancelling_a_waiting_recv_and_send_is_clean():
                 with pytest.raises(asyncio.CancelledError):
                     await waiting
                 assert not client._queue._getters
-                await server.send("t:m", "after", next(iter(server.clients)))
+                await server.send("t:m", "after", await first_client(server))
                 assert await client.recv(timeout=5) == ("t:m", "after")
 
     run(main())
@@ -442,3 +450,18 @@ def test_under_uvloop(addr):
         return type(asyncio.get_running_loop()).__module__
 
     assert run(main(), loop_factory=uvloop.new_event_loop).startswith("uvloop")
+
+
+def test_loops_that_cannot_watch_sockets_await_the_core(monkeypatch):
+    """Where a loop has no add_reader (Windows' proactor loop), the dispatch task awaits
+    the core through pyo3-async-runtimes instead of the wake-up socket."""
+    monkeypatch.setattr(aio._AioPeer, "_watch_wakeup", lambda self: None)
+
+    async def main():
+        async with aio.start_server(("127.0.0.1", 0), packets={"t:echo": AsyncEcho}) as server:
+            async with aio.connect(server.address, packets=["t:echo"]) as client:
+                for n in range(50):
+                    await client.send("t:echo", n)
+                    assert await client.recv(timeout=5) == ("t:echo", n)
+
+    run(main())

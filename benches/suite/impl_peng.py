@@ -30,6 +30,14 @@ from peng3dnet.packet import Packet
 
 OURS = hasattr(peng3dnet, "_core")
 
+# Where clients connect; impl_memory points this at an in-process server instead.
+SERVER_ADDRESS = None
+
+
+def _address(port):
+    return SERVER_ADDRESS or ("127.0.0.1", port)
+
+
 # Room for the 64 MiB payloads of the "big" scenario (the original has no limits).
 CFG = {"net.limits.max_frame": 1 << 30, "net.limits.max_inflated": 1 << 30}
 
@@ -132,7 +140,7 @@ def _connected(client):
 
 def _client(port):
     """A connected client that the calling thread dispatches for."""
-    client = BenchClient(addr=("127.0.0.1", port))
+    client = BenchClient(addr=_address(port))
     client.runAsync()
     deadline = time.monotonic() + 30
     while not _connected(client):
@@ -186,7 +194,7 @@ def _scenario_big(params):
 def _scenario_fanout(params):
     clients = []
     for _ in range(params["clients"]):
-        client = BenchClient(addr=("127.0.0.1", params["port"]))
+        client = BenchClient(addr=_address(params["port"]))
         client.all_updates = params["updates"]
         client.runAsync()
         client.process_async()
@@ -206,7 +214,7 @@ def _scenario_conns(params):
     clients = []
     with Clock() as clock:
         for _ in range(params["clients"]):
-            client = BenchClient(addr=("127.0.0.1", params["port"]))
+            client = BenchClient(addr=_address(params["port"]))
             if OURS:
                 client.connect()  # the handshake runs in the core: no thread needed
             else:

@@ -74,7 +74,8 @@ def run_pair(impl, server_params, client_params, timeout):
 
         before = server_stats()
         client = subprocess.Popen(
-            [*cmd, "client", json.dumps(dict(client_params, port=port))],
+            # The server's parameters too: an in-process peer runs its server itself.
+            [*cmd, "client", json.dumps(dict(client_params, port=port, server=server_params))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -322,6 +323,8 @@ def main():
     args = parser.parse_args()
     impls = [
         Impl("ours", args.ours, "peng", conns=True),
+        Impl("ours aio", args.ours, "aio"),
+        Impl("ours memory", args.ours, "memory"),
         Impl("reference", args.reference, "peng", broadcast=False, conns=True),
         Impl("pyzmq", args.others, "zmq"),
         Impl("asyncio+uvloop", args.others, "asyncio"),

@@ -196,6 +196,7 @@ class _AioPeer:
         self._write_buffer = int(cfg["net.aio.write_buffer"])
         self._queue = _MessageQueue(peer, int(cfg["net.aio.recv_buffer"]))
         self._pump_task = None
+        self._wakeup_waiter = None
         self._stopping = False
         self._peer_stopped = False
         self._handler_tasks = set()
@@ -212,8 +213,36 @@ class _AioPeer:
             self._pump(), name=f"peng3dnet.aio {type(self.peer).__name__}"
         )
 
+    def _watch_wakeup(self):
+        """Watch the core's wake-up socket from the loop; None where the loop cannot
+        watch sockets (Windows' proactor loop): the dispatch task then awaits the core
+        through pyo3-async-runtimes instead."""
+        try:
+            fd = self.peer._core.wakeup_fd()
+            self._loop.add_reader(fd, self._on_wakeup)
+        except (NotImplementedError, OSError):
+            return None
+        return fd
+
+    def _on_wakeup(self):
+        self.peer._core.drain_wakeup()
+        waiter = self._wakeup_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait_for_events(self, core, fd):
+        if fd is None:
+            await core.events_ready()
+        elif core.arm_wakeup():  # false: events are already waiting
+            self._wakeup_waiter = self._loop.create_future()
+            try:
+                await self._wakeup_waiter
+            finally:
+                self._wakeup_waiter = None
+
     async def _pump(self):
         core = self.peer._core
+        fd = self._watch_wakeup()
         try:
             while not self._stopping:
                 if self._queue.full():
@@ -225,10 +254,13 @@ class _AioPeer:
                 if taken:
                     await asyncio.sleep(0)  # let other tasks run between batches
                 elif not self._stopping:
-                    await core.events_ready()
+                    await self._wait_for_events(core, fd)
             # Dispatch what arrived up to the stop (the last packets, the closes).
             self.peer._process(False, None, self._observe)
         finally:
+            if fd is not None:
+                self._loop.remove_reader(fd)
+                core.close_wakeup()
             # Also when the task is cancelled (the loop is going away): the connections
             # that are still open end at once, so that no socket outlives the loop.
             self._stop_peer()

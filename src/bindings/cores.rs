@@ -191,8 +191,31 @@ impl PeerCore {
         self.owner.common().inbox.interrupt();
     }
 
+    /// The socket an event loop watches (`add_reader`) to learn that events are
+    /// queued: readable after `arm_wakeup()` returned true and an event arrived.
+    fn wakeup_fd(&self) -> PyResult<i64> {
+        self.owner.common().inbox.wakeup_fd().map_err(PyErr::from)
+    }
+
+    /// Arms the wake-up socket; false if events are waiting already (take them
+    /// instead of waiting).
+    fn arm_wakeup(&self) -> bool {
+        self.owner.common().inbox.arm_wakeup()
+    }
+
+    /// Empties the wake-up socket once the loop found it readable.
+    fn drain_wakeup(&self) {
+        self.owner.common().inbox.drain_wakeup();
+    }
+
+    /// Closes the wake-up socket once the loop no longer watches it.
+    fn close_wakeup(&self) {
+        self.owner.common().inbox.close_wakeup();
+    }
+
     /// An asyncio awaitable that completes once an event is queued (or `interrupt`
-    /// was called); then `take_events(False)` gets it without blocking.
+    /// was called); then `take_events(False)` gets it without blocking. For loops
+    /// that cannot watch a socket (`wakeup_fd`).
     fn events_ready<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inbox = self.owner.common().inbox.clone();
         aio::awaitable(py, async move { inbox.ready().await })

@@ -2,14 +2,17 @@
 //!
 //! Connection tasks push; the Python thread that calls `process()` takes events in
 //! batches. Taking blocks on a condition variable (the caller releases the GIL first);
-//! the asyncio API instead awaits [`Inbox::ready`] and then takes without blocking.
+//! the asyncio API instead watches a wake-up socket ([`Inbox::wakeup_fd`]) from its
+//! event loop, or awaits [`Inbox::ready`] where a loop cannot watch sockets, and then
+//! takes without blocking.
 //! Packet events are counted per connection so that a reader task can stop reading
 //! while too much of its connection waits here (back-pressure reaches the sender
 //! through TCP instead of growing memory).
 
 use std::collections::VecDeque;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -124,6 +127,24 @@ pub struct Inbox {
     async_waiting: AtomicBool,
     /// Holds a permit when something was pushed since the last asyncio wait.
     ready: tokio::sync::Notify,
+    /// The event loop's wake-up socket, once asked for ([`Inbox::wakeup_fd`]).
+    wakeup: OnceLock<Wakeup>,
+}
+
+/// A socket pair whose read end an event loop watches: while armed, the next push
+/// writes one byte to it. Waking a loop this way costs one write from the network
+/// thread, with no GIL and no thread of ours in between.
+struct Wakeup {
+    /// The pair (read end, write end) until [`Inbox::close_wakeup`].
+    #[cfg(unix)]
+    sockets: Mutex<
+        Option<(
+            std::os::unix::net::UnixStream,
+            std::os::unix::net::UnixStream,
+        )>,
+    >,
+    /// Set by the loop just before it waits; cleared by the push that wakes it.
+    armed: AtomicBool,
 }
 
 impl Inbox {
@@ -155,6 +176,102 @@ impl Inbox {
         if self.async_waiting.load(Ordering::SeqCst) {
             self.ready.notify_one();
         }
+        self.wake_loop();
+    }
+
+    /// The file descriptor an event loop watches for readability to learn that events
+    /// are queued (created on first call; -1 once closed). Unix only; elsewhere an
+    /// error.
+    pub fn wakeup_fd(&self) -> io::Result<i64> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            if self.wakeup.get().is_none() {
+                let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
+                reader.set_nonblocking(true)?;
+                writer.set_nonblocking(true)?;
+                // Another thread may have won the race: its pair is kept, ours dropped.
+                let _ = self.wakeup.set(Wakeup {
+                    sockets: Mutex::new(Some((reader, writer))),
+                    armed: AtomicBool::new(false),
+                });
+            }
+            let wakeup = self
+                .wakeup
+                .get()
+                .ok_or_else(|| io::Error::other("no wake-up socket"))?;
+            let sockets = wakeup.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(sockets
+                .as_ref()
+                .map_or(-1, |(reader, _)| i64::from(reader.as_raw_fd())))
+        }
+        #[cfg(not(unix))]
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "wake-up sockets need a Unix system",
+        ))
+    }
+
+    /// Closes the wake-up socket (the loop stopped watching it).
+    pub fn close_wakeup(&self) {
+        #[cfg(unix)]
+        if let Some(wakeup) = self.wakeup.get() {
+            wakeup.armed.store(false, Ordering::SeqCst);
+            wakeup
+                .sockets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+        }
+    }
+
+    /// Arms the wake-up socket before the loop waits on it. Returns `false` (and stays
+    /// unarmed) if events are already queued or an interrupt is pending: take them
+    /// first instead of waiting.
+    pub fn arm_wakeup(&self) -> bool {
+        let Some(wakeup) = self.wakeup.get() else {
+            return false;
+        };
+        // Armed before the check: a push after the check then writes the byte.
+        wakeup.armed.store(true, Ordering::SeqCst);
+        let queue = self.lock();
+        if !queue.events.is_empty() || queue.interrupted {
+            wakeup.armed.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Empties the wake-up socket (the loop found it readable).
+    pub fn drain_wakeup(&self) {
+        #[cfg(unix)]
+        if let Some(wakeup) = self.wakeup.get() {
+            use std::io::Read;
+            let sockets = wakeup.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((reader, _)) = sockets.as_ref() {
+                let mut sink = [0u8; 64];
+                while matches!((&*reader).read(&mut sink), Ok(n) if n > 0) {}
+            }
+        }
+    }
+
+    /// Wakes an event loop waiting on the armed wake-up socket.
+    fn wake_loop(&self) {
+        if let Some(wakeup) = self.wakeup.get() {
+            if wakeup.armed.load(Ordering::SeqCst) && wakeup.armed.swap(false, Ordering::SeqCst) {
+                #[cfg(unix)]
+                if let Some((_, writer)) = wakeup
+                    .sockets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                {
+                    use std::io::Write;
+                    // A full socket already holds a wake-up: nothing is lost.
+                    let _ = (&*writer).write(&[1]);
+                }
+            }
+        }
     }
 
     /// Waits (asynchronously) until an event is queued or [`Inbox::interrupt`] was
@@ -181,6 +298,7 @@ impl Inbox {
         drop(queue);
         self.available.notify_all();
         self.ready.notify_one();
+        self.wake_loop();
     }
 
     /// Takes up to `max` events. With `wait`, blocks while the queue is empty, for at

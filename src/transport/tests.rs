@@ -438,3 +438,46 @@ fn full_memory_server_tells_the_client_why() {
     assert_eq!(reason.as_deref(), Some("serverfull"));
     server.stop(None);
 }
+
+// --- the event loop's wake-up socket ------------------------------------------------
+
+#[cfg(unix)]
+#[test]
+fn wakeup_socket_is_written_once_per_armed_wait() {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let log = |text: &str| Event::PeerLog {
+        level: super::inbox::LogLevel::Info,
+        message: text.into(),
+    };
+    let inbox = Inbox::new();
+    assert!(
+        !inbox.arm_wakeup(),
+        "nothing to arm before the socket exists"
+    );
+    let fd = inbox.wakeup_fd().unwrap();
+    assert!(fd >= 0);
+    // SAFETY: the inbox owns the descriptor; ManuallyDrop keeps this view from
+    // closing it.
+    let reader = std::mem::ManuallyDrop::new(unsafe {
+        std::os::unix::net::UnixStream::from_raw_fd(i32::try_from(fd).unwrap())
+    });
+    // Reads (the socket is non-blocking): whether a wake-up byte was there.
+    let woken = || {
+        let mut byte = [0u8; 8];
+        matches!((&*reader).read(&mut byte), Ok(n) if n > 0)
+    };
+    // Unarmed: a push writes nothing (threaded apps and busy loops pay no syscall).
+    inbox.push(log("first"));
+    assert!(!woken());
+    assert!(!inbox.arm_wakeup(), "an event is waiting: take it instead");
+    assert_eq!(inbox.take(10, false, None).len(), 1);
+    assert!(inbox.arm_wakeup());
+    inbox.push(log("second"));
+    assert!(woken(), "the armed wait was not woken");
+    // One byte per armed wait: the next push finds the socket disarmed.
+    inbox.push(log("third"));
+    assert!(!woken());
+    inbox.close_wakeup();
+    assert_eq!(inbox.wakeup_fd().unwrap(), -1);
+}
