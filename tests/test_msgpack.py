@@ -345,3 +345,58 @@ def test_every_truncation_of_a_big_value_is_refused():
     for cut in range(len(data)):
         with pytest.raises(ValueError):
             _core.unpackb(data[:cut])
+
+
+# --- received packets ------------------------------------------------------------------
+
+
+def test_received_packets_decode_like_unpackb_with_repeated_short_strings():
+    """Received packets go through a per-batch cache of short strings (keys repeat from
+    packet to packet); what arrives must still equal ``msgpack.unpackb`` exactly: the
+    cache must never hand back a string of other bytes (hash collisions, strings that
+    differ only at the end or only in length, the 16/17-byte boundary, non-ASCII)."""
+    import random
+
+    from support import Harness, wait_until
+
+    import peng3dnet
+    from peng3dnet.packet import Packet
+
+    rng = random.Random(2026)
+    alphabet = ["a", "b", "é", "€", "\U0001f600", "0", " "]
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 19))) for _ in range(400)]
+    words += ["x" * 16, "x" * 17, "x" * 15 + "y", "x" * 16 + "y", "", "seq", "seq "]
+    messages = []
+    for n in range(3000):
+        keys = rng.sample(words, 4)
+        messages.append({k: [rng.choice(words), n, {rng.choice(words): rng.choice(words)}] for k in keys})
+
+    received = []
+
+    class Collect(Packet):
+        def receive(self, msg, cid=None):
+            received.append(msg)
+
+    class Srv(peng3dnet.Server):
+        def _reg_packets_test(self):
+            self.register_packet("test:m", Collect(self.registry, self))
+
+    class Cl(peng3dnet.Client):
+        def _reg_packets_test(self):
+            self.register_packet("test:m", Packet(self.registry, self))
+
+    harness = Harness("memory")
+    try:
+        server = harness.server(Srv, process=False)
+        client = harness.client(server, Cl, wait=False)
+        client.wait_for_connection(5)
+        for msg in messages:
+            client.send_message("test:m", msg)
+        # One process loop takes many packets per batch, so the cache is exercised.
+        assert wait_until(lambda: server.process() is not None and len(received) >= len(messages), 20)
+    finally:
+        harness.close()
+    expected = [msgpack.unpackb(msgpack.packb(m)) for m in messages]
+    assert len(received) == len(expected)
+    for got, want in zip(received, expected):
+        assert same(got, want)

@@ -203,6 +203,7 @@ class _AioPeer:
         # The peer's dispatch keeps every received user packet in its recv buffer and
         # runs coroutines returned by packet handlers through _spawn_handler.
         peer._recv_messages = self._queue
+        peer._recv_sink = self._queue
         peer._spawn_handler = self._spawn_handler
         peer.aio = self
 

@@ -217,7 +217,8 @@ class _Peer:
     # --- events --------------------------------------------------------------------
 
     def _events_on(self):
-        return bool(self.cfg["net.events.enable"]) and self.peng is not None
+        # Without a peng object (most apps) no configuration lookup is needed.
+        return self.peng is not None and bool(self.cfg["net.events.enable"])
 
     def sendEvent(self, event, data=None):
         """Send a peng3d event if events are enabled, adding the ``peng`` key and the
@@ -275,12 +276,19 @@ class _Peer:
 
     def _packet_id(self, ptype):
         """(id, packet object or None, whether internal) of a packet type in any form."""
-        pid = self.registry.getID(ptype)
-        pkt = self.registry.reg_int_obj.get(pid)
+        registry = self.registry
+        if type(ptype) is str and type(registry) is PacketRegistry:
+            # The common case (a name, the library's own registry), without the
+            # method calls of getID: the same lookups and the same KeyError.
+            pid = registry.reg_int_str._inv[ptype]
+            internal = pid < 64 or ptype.startswith("peng3dnet:")
+            return pid, registry.reg_int_obj._fwd.get(pid), internal
+        pid = registry.getID(ptype)
+        pkt = registry.reg_int_obj.get(pid)
         internal = pid < 64 or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
         return pid, pkt, internal
 
-    def _send_on(self, conn, pid, ptype, data, cid, check, conntype_name=None):
+    def _send_on(self, conn, pid, ptype, data, cid, check, conntype_name=None, events=None):
         """Encode and queue a packet; returns its frame (or True when the frame was not
         needed), or None if it was not sent or the other send hooks must be skipped.
 
@@ -302,7 +310,7 @@ class _Peer:
             return None if claimed else frame
         if check and not self.registry.reg_int_obj[pid]._may_send(cid):
             return None
-        frame = conn.send(pid, data, self._events_on())
+        frame = conn.send(pid, data, self._events_on() if events is None else events)
         if frame is False:
             _log.debug("packet %s on a closing connection dropped", ptype)
             return None
@@ -333,8 +341,9 @@ class _Peer:
                 if not events:
                     break
                 taken += len(events)
-                self._read_batch_settings()
+                # The client may adopt new packet ids here; the batch settings read them.
                 self._before_dispatch()
+                self._read_batch_settings()
                 for event in events:
                     try:
                         handled += self._dispatch(event)
@@ -358,8 +367,12 @@ class _Peer:
     _debug_recv = False
     _events_now = False
     _conntype_receives = True
+    _packets_by_id = {}
 
     def _read_batch_settings(self):
+        by_id = self.registry.reg_int_obj
+        # The plain dict behind the registry's two-way map: one C-level lookup per packet.
+        self._packets_by_id = getattr(by_id, "_fwd", by_id)
         self._debug_recv = bool(self.cfg["net.debug.print.recv"])
         self._events_now = self._events_on()
         # Only connection types that override receive() (the ping extension's) can
@@ -404,18 +417,18 @@ class _Peer:
 
     # --- blocking receive (addition; not in the original) -----------------------------
 
+    # Where the dispatch puts every received user packet (``put(cid, pid, msg)``): None
+    # until recv() is first used, so apps that never call it (every app written for
+    # the original) keep nothing. The asyncio API puts its own queue here.
+    _recv_sink = None
+
     def _recv_buffer(self):
         """The messages kept for ``recv``, starting to keep them if not yet."""
         buffer = self.__dict__.get("_recv_messages")
         if buffer is None:
             buffer = self.__dict__.setdefault("_recv_messages", _RecvBuffer(int(self.cfg["net.recv.buffer"])))
+            self._recv_sink = buffer
         return buffer
-
-    def _keep_for_recv(self, cid, pid, msg):
-        # Apps that never call recv() (every app written for the original) keep nothing.
-        buffer = self.__dict__.get("_recv_messages")
-        if buffer is not None:
-            buffer.put(cid, pid, msg)
 
     def _configure_recv(self):
         if self.cfg["net.recv.enabled"]:
@@ -488,6 +501,10 @@ class _Peer:
         if self.cfg[f"net.debug.print.{kind}"]:
             print(text)
         _log.debug(text)
+
+    def _debugging_send(self):
+        """``_debugging("send")``, for the send path (called for every packet)."""
+        return self.cfg["net.debug.print.send"] or _log.isEnabledFor(logging.DEBUG)
 
     def _debugging(self, kind):
         """Whether :meth:`_debug` of ``kind`` would show anything (hot paths check this
@@ -698,18 +715,19 @@ class Server(_Peer):
         """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to
         client ``cid``. Safe to call from any thread; returns once the packet is queued.
         """
-        if self._debugging("send"):
+        if self._debugging_send():
             self._debug("send", f"SEND {ptype} to {cid}")
         pid, pkt, internal = self._packet_id(ptype)
         client = self.clients.get(cid)
         conn = client.conn if client is not None else self._connection_of(cid)
         check = not internal and client is not None and isinstance(pkt, SmartPacket)
-        frame = self._send_on(conn, pid, ptype, data, cid, check)
+        events = self._events_on()
+        frame = self._send_on(conn, pid, ptype, data, cid, check, None, events)
         if frame is None:
             return
         if client is not None:
             client.on_send(ptype, data)
-        if self._events_on():
+        if events:
             self.sendEvent(
                 "peng3dnet:server.connection.send", {"client": client, "pid": ptype, "data": frame}
             )
@@ -844,12 +862,13 @@ class Server(_Peer):
                 or not self._conntype_receives
                 or not self._conntype_receive(client.conntype, msg, pid, flags, cid)
             ):
-                pkt = self.registry.reg_int_obj.get(pid)
+                pkt = self._packets_by_id.get(pid)
                 if pkt is None:
                     self.on_unknown_packet(pid, msg, cid)
                     return 1
-                if pid >= 64:
-                    self._keep_for_recv(cid, pid, msg)
+                sink = self._recv_sink
+                if sink is not None and pid >= 64:
+                    sink.put(cid, pid, msg)
                 pkt._receive(msg, cid)
                 client.on_receive(pid, msg)
                 if self._events_now:
@@ -1189,16 +1208,17 @@ class Client(_Peer):
     def send_message(self, ptype, data, cid=None):
         """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to the
         server. ``cid`` is ignored. Safe to call from any thread; returns once queued."""
-        if self._debugging("send"):
+        if self._debugging_send():
             self._debug("send", f"SEND {ptype}")
         self._sync_registry()
         pid, pkt, internal = self._packet_id(ptype)
         conn = self._connection_of()
         check = not internal and isinstance(pkt, SmartPacket)
-        if self._send_on(conn, pid, ptype, data, None, check, self.target_conntype) is None:
+        events = self._events_on()
+        if self._send_on(conn, pid, ptype, data, None, check, self.target_conntype, events) is None:
             return
         self.on_send(ptype, data)
-        if self._events_on():
+        if events:
             self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
         if pkt is not None:
             pkt._send(data, None)
@@ -1272,12 +1292,13 @@ class Client(_Peer):
             if self._debug_recv:
                 self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)}")
             if pid < 64 or not self._conntype_receives or not self._conntype_receive(msg, pid, flags):
-                pkt = self.registry.reg_int_obj.get(pid)
+                pkt = self._packets_by_id.get(pid)
                 if pkt is None:
                     self.on_unknown_packet(pid, msg, None)
                     return 1
-                if pid >= 64:
-                    self._keep_for_recv(None, pid, msg)
+                sink = self._recv_sink
+                if sink is not None and pid >= 64:
+                    sink.put(None, pid, msg)
                 pkt._receive(msg, None)
                 self.on_receive(pid, msg)
                 if self._events_now:

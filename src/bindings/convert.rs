@@ -275,12 +275,60 @@ impl From<PyErr> for UnpackError {
     }
 }
 
-/// Builds Python objects from the reader's items.
-struct PyBuilder<'py> {
-    py: Python<'py>,
+/// Short strings decoded earlier in one batch of received packets, by content.
+///
+/// The keys of a game's messages (and short values such as tags) repeat from packet
+/// to packet; a cached `str` skips the UTF-8 decoding and the allocation, and as a
+/// dict key its hash is already computed. Strings are immutable, so sharing one
+/// object between messages changes nothing a receiver can observe.
+pub(crate) struct StrCache<'py> {
+    /// Each a `str` object.
+    slots: Vec<Option<(CachedKey, Bound<'py, PyAny>)>>,
 }
 
-impl<'py> PyBuilder<'py> {
+/// The bytes of a cached string (at most [`StrCache::MAX_LEN`]).
+#[derive(PartialEq, Eq)]
+struct CachedKey {
+    len: u8,
+    bytes: [u8; StrCache::MAX_LEN],
+}
+
+impl<'py> StrCache<'py> {
+    /// Longest string that is cached.
+    const MAX_LEN: usize = 16;
+    /// Number of slots (a power of two); a colliding string replaces the older one.
+    const SLOTS: usize = 256;
+
+    /// An empty cache.
+    pub(crate) fn new() -> Self {
+        StrCache {
+            slots: (0..Self::SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    fn key(bytes: &[u8]) -> (usize, CachedKey) {
+        // FNV-1a: enough to spread a handful of short keys over the slots.
+        let mut hash: u32 = 0x811c_9dc5;
+        let mut key = CachedKey {
+            len: bytes.len() as u8,
+            bytes: [0; Self::MAX_LEN],
+        };
+        for (slot, &byte) in key.bytes.iter_mut().zip(bytes) {
+            *slot = byte;
+            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+        (hash as usize & (Self::SLOTS - 1), key)
+    }
+}
+
+/// Builds Python objects from the reader's items.
+struct PyBuilder<'a, 'py> {
+    py: Python<'py>,
+    /// Where short strings are looked up first (received packets only).
+    strings: Option<&'a mut StrCache<'py>>,
+}
+
+impl<'py> PyBuilder<'_, 'py> {
     fn timestamp(&self, data: &[u8], offset: usize) -> Result<Bound<'py, PyAny>, UnpackError> {
         let (seconds, nanoseconds): (i64, u32) = match *data {
             [a, b, c, d] => (i64::from(u32::from_be_bytes([a, b, c, d])), 0),
@@ -310,7 +358,7 @@ impl<'py> PyBuilder<'py> {
     }
 }
 
-impl<'py> Builder for PyBuilder<'py> {
+impl<'py> Builder for PyBuilder<'_, 'py> {
     type Value = Bound<'py, PyAny>;
     type Map = Bound<'py, PyDict>;
     type Error = UnpackError;
@@ -338,20 +386,20 @@ impl<'py> Builder for PyBuilder<'py> {
     }
 
     fn str(&mut self, bytes: &[u8], _offset: usize) -> Result<Self::Value, UnpackError> {
-        // CPython's own strict UTF-8 decoder: one pass, and the very UnicodeDecodeError
-        // msgpack-python raises for invalid input.
-        // SAFETY: the pointer and length describe `bytes`, which outlives the call (the
-        // decoder copies); the length fits Py_ssize_t because msgpack strings are at
-        // most u32::MAX bytes; the errors argument is a NUL-terminated C string.
-        let obj = unsafe {
-            let ptr = ffi::PyUnicode_DecodeUTF8(
-                bytes.as_ptr().cast(),
-                bytes.len() as ffi::Py_ssize_t,
-                c"strict".as_ptr(),
-            );
-            Bound::from_owned_ptr_or_err(self.py, ptr)?
-        };
-        Ok(obj)
+        if bytes.len() <= StrCache::MAX_LEN {
+            if let Some(cache) = self.strings.as_deref_mut() {
+                let (slot, key) = StrCache::key(bytes);
+                if let Some((cached, string)) = &cache.slots[slot] {
+                    if *cached == key {
+                        return Ok(string.clone());
+                    }
+                }
+                let string = decode_utf8(self.py, bytes)?;
+                cache.slots[slot] = Some((key, string.clone()));
+                return Ok(string);
+            }
+        }
+        Ok(decode_utf8(self.py, bytes)?)
     }
 
     fn bin(&mut self, bytes: &[u8]) -> Result<Self::Value, UnpackError> {
@@ -397,6 +445,22 @@ impl<'py> Builder for PyBuilder<'py> {
     }
 }
 
+/// Decodes UTF-8 with CPython's own strict decoder: one pass, and the very
+/// UnicodeDecodeError msgpack-python raises for invalid input.
+fn decode_utf8<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: the pointer and length describe `bytes`, which outlives the call (the
+    // decoder copies); the length fits Py_ssize_t because msgpack strings are at most
+    // u32::MAX bytes; the errors argument is a NUL-terminated C string.
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeUTF8(
+            bytes.as_ptr().cast(),
+            bytes.len() as ffi::Py_ssize_t,
+            c"strict".as_ptr(),
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)
+    }
+}
+
 /// The type name of an object this builder made (only these kinds exist), for the
 /// "X is not allowed for map key" message.
 fn decoded_type_name(obj: &Bound<'_, PyAny>) -> &'static str {
@@ -425,7 +489,25 @@ pub(crate) fn unpack<'py>(
     data: &[u8],
     limits: ReadLimits,
 ) -> Result<Bound<'py, PyAny>, UnpackError> {
-    read::decode(data, limits, &mut PyBuilder { py })
+    read::decode(data, limits, &mut PyBuilder { py, strings: None })
+}
+
+/// [`unpack`], looking short strings up in `strings` first (for the packets of one
+/// batch: their keys repeat).
+pub(crate) fn unpack_cached<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    limits: ReadLimits,
+    strings: &mut StrCache<'py>,
+) -> Result<Bound<'py, PyAny>, UnpackError> {
+    read::decode(
+        data,
+        limits,
+        &mut PyBuilder {
+            py,
+            strings: Some(strings),
+        },
+    )
 }
 
 /// Like `msgpack.unpackb(data)`, including its exception types.
@@ -434,7 +516,7 @@ pub(crate) fn unpackb<'py>(
     data: &[u8],
     limits: ReadLimits,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (value, end) = read::decode_prefix(data, limits, &mut PyBuilder { py })
+    let (value, end) = read::decode_prefix(data, limits, &mut PyBuilder { py, strings: None })
         .map_err(|err| unpack_error_to_py(py, err))?;
     if end != data.len() {
         let extra = PyBytes::new(py, &data[end..]);

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::connection::Owner;
-use super::convert::{self, UnpackError};
+use super::convert::{self, StrCache, UnpackError};
 use super::duration;
 use crate::protocol::msgpack::ReadLimits;
 use crate::transport::inbox::{Event, LogLevel};
@@ -50,8 +50,9 @@ pub(crate) fn take_events<'py>(
         inbox.take(max_events, false, None)
     };
     let events = PyList::empty(py);
+    let mut strings = StrCache::new();
     for event in batch {
-        if let Some(tuple) = convert_event(py, owner, event)? {
+        if let Some(tuple) = convert_event(py, owner, event, &mut strings)? {
             events.append(tuple)?;
         }
     }
@@ -62,6 +63,7 @@ fn convert_event<'py>(
     py: Python<'py>,
     owner: &Owner,
     event: Event,
+    strings: &mut StrCache<'py>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let cid = event.conn().map_or(0, |conn| conn.cid);
     let tuple = match event {
@@ -78,7 +80,7 @@ fn convert_event<'py>(
                 return Ok(None);
             }
             let limits = ReadLimits::from(&conn.settings().limits);
-            match convert::unpack(py, &body, limits) {
+            match convert::unpack_cached(py, &body, limits, strings) {
                 Ok(msg) => (EV_PACKET, cid, pid, flags, msg).into_pyobject(py)?,
                 Err(err) => {
                     let detail = match err {
