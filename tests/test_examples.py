@@ -97,3 +97,19 @@ def test_chat_with_both_implementations_in_one_room(python_of, server_impl):
     assert "[bob] <bob> hi from the reference" in bob_out
     log = finish(server)
     assert "alice joined" in log and "bob joined" in log
+
+
+@pytest.mark.parametrize("transport", [[], ["--tcp"]], ids=["memory", "tcp"])
+def test_aio_game(ours_python, transport):
+    """examples/aio/game.py: the asyncio API with its server and two players in one
+    process, over the in-process transport and over TCP."""
+    result = subprocess.run(
+        [ours_python, str(EXAMPLES / "aio" / "game.py"), *transport],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "final positions: [(0, 6), (5, 0)]; players joined: 2" in result.stdout
+    assert ("memory:game" in result.stdout) == (not transport)
