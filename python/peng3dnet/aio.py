@@ -342,6 +342,13 @@ class _AioPeer:
         """The peer's statistics (see ``Server.stats`` / ``Client.stats``)."""
         return self.peer.stats(*args, **kwargs)
 
+    # ``async with``: the server shuts down, the client closes on leaving the block.
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self._leave()
+
 
 class _Opening:
     """What :func:`start_server` and :func:`connect` return: await it for the peer, or
@@ -485,10 +492,7 @@ class AioServer(_AioPeer):
         remaining = max(deadline - self._loop.time(), 0.0)
         await self._loop.run_in_executor(None, self.peer._core.wait_all_gone, remaining)
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc_info):
+    async def _leave(self):
         await self.shutdown()
 
 
@@ -619,10 +623,7 @@ class AioClient(_AioPeer):
         await self._stop()
         return self.close_reason
 
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc_info):
+    async def _leave(self):
         await self.close()
 
 
