@@ -7,7 +7,7 @@ import time
 
 import msgpack
 import pytest
-from support import Recorder, packets_mixin, wait_until
+from support import IMPL, Recorder, packets_mixin, wait_until
 
 import peng3dnet
 from peng3dnet.constants import CONNTYPE_CLASSIC, MODE_CLOSED, STATE_ACTIVE, STATE_CLOSED
@@ -80,7 +80,14 @@ def test_every_msgpack_type_round_trips(net):
     for value in VALUES:
         client.send_message("test:echo", value)
     received = client.test_packets["test:echo"].received
-    assert wait_until(lambda: len(received) == len(VALUES))
+    if not wait_until(lambda: len(received) == len(VALUES)) and IMPL == "reference":
+        # The original can leave a packet queued from its process thread unsent until
+        # its next send (its bug 21, not what this test is about): one more echo
+        # pushes the stuck one out.
+        client.send_message("test:echo", "flush")
+        assert wait_until(lambda: len(received) > len(VALUES))
+        del received[len(VALUES) :]
+    assert len(received) == len(VALUES)
     assert [msg for msg, _ in received] == [msgpack.unpackb(msgpack.packb(v)) for v in VALUES]
     assert all(cid is None for _, cid in received)
     server_side = server.test_packets["test:echo"].received
