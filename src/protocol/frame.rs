@@ -18,6 +18,11 @@ use super::header::{Header, HEADER_LEN, LENGTH_PREFIX_LEN};
 /// Smallest amount of free buffer space offered to each socket read.
 const MIN_READ_CHUNK: usize = 64 * 1024;
 
+/// Frames up to this long are copied out of the read buffer; longer ones share it
+/// (they fill most of it anyway: a long frame's bytes are read into a buffer sized for
+/// it).
+const COPY_LIMIT: usize = 16 * 1024;
+
 /// One received packet: its header and its (still encoded) body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -98,6 +103,15 @@ impl FrameDecoder {
             }
     }
 
+    /// Frees the receive buffer if nothing is buffered: a connection that waits for
+    /// its peer then holds no read buffer (the next [`FrameDecoder::read_buffer`]
+    /// allocates one again).
+    pub fn release_if_idle(&mut self) {
+        if self.is_idle() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Whether the decoder sits exactly between two frames (nothing partial buffered).
     pub fn is_idle(&self) -> bool {
         self.announced.is_none() && self.buf.is_empty()
@@ -132,7 +146,15 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.announced = None;
-        let frame = self.buf.split_to(len).freeze();
+        let frame = if len <= COPY_LIMIT {
+            // A small frame gets its own copy: sharing the read buffer would keep the
+            // whole buffer (64 KiB) alive for as long as the frame waits to be handled.
+            let copy = Bytes::copy_from_slice(&self.buf[..len]);
+            self.buf.advance(len);
+            copy
+        } else {
+            self.buf.split_to(len).freeze()
+        };
         let mut header_bytes = [0u8; HEADER_LEN];
         header_bytes.copy_from_slice(&frame[..HEADER_LEN]);
         Ok(Some(Frame {
@@ -312,5 +334,35 @@ mod tests {
         // Checked arithmetically only: allocating 4 GiB in a unit test is not useful.
         let len = (HEADER_LEN as u64) + u64::from(u32::MAX);
         assert!(u32::try_from(len).is_err());
+    }
+
+    #[test]
+    fn small_frames_do_not_keep_the_read_buffer_alive() {
+        let mut decoder = FrameDecoder::new(u32::MAX);
+        let wire = frame_bytes(64, 0, b"small body");
+        decoder.read_buffer().extend_from_slice(&wire);
+        let frame = decoder.decode().unwrap().unwrap();
+        assert!(decoder.is_idle());
+        decoder.release_if_idle();
+        assert_eq!(
+            decoder.buf.capacity(),
+            0,
+            "the idle decoder still holds its buffer"
+        );
+        // The frame owns its bytes: nothing else is left holding the 64 KiB buffer.
+        assert_eq!(&frame.body[..], b"small body");
+        assert!(frame.body.len() < MIN_READ_CHUNK);
+
+        // A long frame shares the buffer it was read into (no copy of its bytes).
+        let body = vec![7u8; COPY_LIMIT + 1];
+        let wire = frame_bytes(64, 0, &body);
+        decoder.read_buffer().extend_from_slice(&wire);
+        let start = decoder.buf.as_ptr() as usize;
+        let frame = decoder.decode().unwrap().unwrap();
+        assert_eq!(
+            frame.body.as_ptr() as usize,
+            start + HEADER_LEN + LENGTH_PREFIX_LEN
+        );
+        assert_eq!(&frame.body[..], &body[..]);
     }
 }

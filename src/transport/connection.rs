@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -372,7 +372,7 @@ impl Conn {
     /// event, runs the role's start actions and spawns the reader and writer tasks on
     /// the current runtime.
     #[allow(clippy::too_many_arguments)]
-    pub fn spawn<R, W>(
+    pub(crate) fn spawn<R, W>(
         cid: u64,
         socket: SocketInfo,
         reader: R,
@@ -383,7 +383,7 @@ impl Conn {
         role: Arc<dyn Role>,
     ) -> Arc<Conn>
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: super::tasks::ReadSource,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, rx) = mpsc::unbounded_channel();

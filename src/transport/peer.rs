@@ -129,7 +129,7 @@ impl PeerCommon {
         role: Arc<dyn Role>,
     ) -> Arc<Conn>
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: super::tasks::ReadSource,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let settings = self.settings();

@@ -17,16 +17,27 @@ use tokio::net::TcpStream;
 
 /// A reference to a connection's TCP stream; clones share it.
 #[derive(Debug, Clone)]
-pub struct SharedTcp(pub Arc<TcpStream>);
+pub(crate) struct SharedTcp(pub(crate) Arc<TcpStream>);
 
 impl SharedTcp {
     /// Writes as much of `data` as the socket takes now, without waiting; `Ok(0)` if
     /// it takes nothing.
-    pub fn try_write_now(&self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) fn try_write_now(&self, data: &[u8]) -> io::Result<usize> {
         match self.0.try_write(data) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(0),
             other => other,
         }
+    }
+}
+
+impl super::tasks::ReadSource for SharedTcp {
+    const WAITS_FOR_DATA: bool = true;
+
+    async fn data_arrived(&self) -> io::Result<()> {
+        // A peek, not `readable()`: readiness left over from the last read would make
+        // `readable()` return at once, and the read would then wait with its buffer.
+        let mut probe = [0u8; 1];
+        self.0.peek(&mut probe).await.map(drop)
     }
 }
 

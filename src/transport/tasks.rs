@@ -17,7 +17,24 @@ use crate::protocol::FrameDecoder;
 /// Frames smaller than this are copied into one buffer and written together.
 const BATCH_LIMIT: usize = 64 * 1024;
 
-pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader: R) {
+/// A stream the reader task reads from. One that can tell when data has arrived
+/// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
+/// that an idle connection holds no buffer: with thousands of connections that is
+/// 64 KiB of heap each.
+pub(crate) trait ReadSource: AsyncRead + Unpin + Send + 'static {
+    /// Whether [`ReadSource::data_arrived`] really waits.
+    const WAITS_FOR_DATA: bool = false;
+
+    /// Waits until a read would not block (data, end of stream or an error).
+    fn data_arrived(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// TLS streams and in-process pipes: read as they are.
+impl<S: AsyncRead + Send + 'static> ReadSource for tokio::io::ReadHalf<S> {}
+
+pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
     let settings = conn.settings().clone();
     let read_limits = ReadLimits::from(&settings.limits);
     let mut decoder = FrameDecoder::new(settings.limits.max_frame_len);
@@ -38,14 +55,18 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader:
             }
         } else {
             conn.wait_for_inbox_room().await;
-            let buffer = decoder.read_buffer();
+            let read_more = async {
+                if R::WAITS_FOR_DATA && decoder.is_idle() {
+                    decoder.release_if_idle();
+                    reader.data_arrived().await?;
+                }
+                reader.read_buf(decoder.read_buffer()).await
+            };
             // `None` when the idle timeout passed before anything arrived.
             let read = async {
                 match settings.idle_timeout {
-                    Some(idle) => tokio::time::timeout(idle, reader.read_buf(buffer))
-                        .await
-                        .ok(),
-                    None => Some(reader.read_buf(buffer).await),
+                    Some(idle) => tokio::time::timeout(idle, read_more).await.ok(),
+                    None => Some(read_more.await),
                 }
             };
             tokio::select! {
