@@ -441,8 +441,10 @@ class AioServer(_AioPeer):
         """The next message (of type ``ptype``, if given) from any client:
         ``(cid, name, msg)``. Raises ``TimedOutError`` after ``timeout`` seconds and
         ``ConnectionClosedError`` once the server has stopped and nothing is left."""
-        cid, pid, msg = await self._queue.get(self._msg_pid(ptype), timeout, "the server")
-        return cid, self._name(pid), msg
+        pid = self._msg_pid(ptype)
+        # A message that is already there is taken without setting up a wait.
+        item = self._queue._take_now(pid) or await self._queue.get(pid, timeout, "the server")
+        return item[0], self._name(item[1]), item[2]
 
     async def messages(self, ptype=None):
         """``async for cid, name, msg in server.messages():`` every message kept for
@@ -594,8 +596,10 @@ class AioClient(_AioPeer):
         """The next message (of type ``ptype``, if given): ``(name, msg)``. Raises
         ``TimedOutError`` after ``timeout`` seconds and ``ConnectionClosedError`` once
         the connection is over and nothing is left."""
-        _, pid, msg = await self._queue.get(self._msg_pid(ptype), timeout, "the connection")
-        return self._name(pid), msg
+        pid = self._msg_pid(ptype)
+        # A message that is already there is taken without setting up a wait.
+        item = self._queue._take_now(pid) or await self._queue.get(pid, timeout, "the connection")
+        return self._name(item[1]), item[2]
 
     async def messages(self, ptype=None):
         """``async for name, msg in client.messages():`` every message kept for
