@@ -113,3 +113,18 @@ def test_aio_game(ours_python, transport):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "final positions: [(0, 6), (5, 0)]; players joined: 2" in result.stdout
     assert ("memory:game" in result.stdout) == (not transport)
+
+
+def test_demo(ours_python):
+    """examples/demo.py, what `./run demo` runs: every section completes."""
+    result = subprocess.run(
+        [ours_python, str(EXAMPLES / "demo.py")],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "clean shutdown:        3/3 clients got the reason" in result.stdout
+    assert "bob still hears alice" in result.stdout
+    assert "closed with: demo over" in result.stdout
