@@ -40,6 +40,11 @@ CFG = {
     "net.timeout.linger": 0.5,
     "net.limits.max_inflated": 4 * 1024 * 1024,
     "net.limits.write_queue": 1024 * 1024,
+    # What may wait for the server's Python side, per connection. Python also decodes a
+    # whole batch of what waits at once, so a flood costs about twice this, plus what
+    # the allocator keeps: with the default 16 MiB that came to 50-63 MiB, too close to
+    # the limit below.
+    "net.limits.inbox": 4 * 1024 * 1024,
 }
 CUT_OFF_WITHIN = 3.0  # seconds
 MEMORY_GROWTH_LIMIT = 64 * 1024 * 1024
