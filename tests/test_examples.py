@@ -99,32 +99,27 @@ def test_chat_with_both_implementations_in_one_room(python_of, server_impl):
     assert "alice joined" in log and "bob joined" in log
 
 
+def run_script(python, script, *args, timeout=60):
+    """Run an example that starts its own server and clients; it must exit with 0."""
+    result = subprocess.run(
+        [python, str(script), *args], env=subprocess_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.parametrize("transport", [[], ["--tcp"]], ids=["memory", "tcp"])
 def test_aio_game(ours_python, transport):
     """examples/aio/game.py: the asyncio API with its server and two players in one
     process, over the in-process transport and over TCP."""
-    result = subprocess.run(
-        [ours_python, str(EXAMPLES / "aio" / "game.py"), *transport],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script(ours_python, EXAMPLES / "aio" / "game.py", *transport)
     assert "final positions: [(0, 6), (5, 0)]; players joined: 2" in result.stdout
     assert ("memory:game" in result.stdout) == (not transport)
 
 
 def test_demo(ours_python):
     """examples/demo.py, what `./run demo` runs: every section completes."""
-    result = subprocess.run(
-        [ours_python, str(EXAMPLES / "demo.py")],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_script(ours_python, EXAMPLES / "demo.py", timeout=120)
     assert "clean shutdown:        3/3 clients got the reason" in result.stdout
     assert "bob still hears alice" in result.stdout
     assert "closed with: demo over" in result.stdout
