@@ -154,20 +154,3 @@ def test_limits_apply_as_over_tcp(mem):
     assert wait_until(lambda: closed, 5)
     assert closed[0].startswith("protocolerror")
     client.wait_for_close(5)
-
-
-def test_many_clients(mem):
-    server = mem.server(EchoServer, addr=fresh_name())
-    clients = [mem.client(server, RecordingClient, wait=False) for _ in range(50)]
-    for client in clients:
-        client.wait_for_connection(5)
-    for n, client in enumerate(clients):
-        client.send_message("test:echo", n)
-    for n, client in enumerate(clients):
-        assert wait_until(lambda c=client: c.test_packets["test:echo"].received, 5)
-        assert client.test_packets["test:echo"].received == [(n, None)]
-    assert len(server.clients) == 50
-    server.shutdown(timeout=5)
-    for client in clients:
-        client.wait_for_close(5)
-        assert client._close_reason == "servershutdown"

@@ -299,11 +299,9 @@ impl<'py> StrCache<'py> {
     /// Number of slots (a power of two); a colliding string replaces the older one.
     const SLOTS: usize = 256;
 
-    /// An empty cache.
+    /// An empty cache; its slots are allocated on first use.
     pub(crate) fn new() -> Self {
-        StrCache {
-            slots: (0..Self::SLOTS).map(|_| None).collect(),
-        }
+        StrCache { slots: Vec::new() }
     }
 
     fn key(bytes: &[u8]) -> (usize, CachedKey) {
@@ -388,6 +386,9 @@ impl<'py> Builder for PyBuilder<'_, 'py> {
     fn str(&mut self, bytes: &[u8], _offset: usize) -> Result<Self::Value, UnpackError> {
         if bytes.len() <= StrCache::MAX_LEN {
             if let Some(cache) = self.strings.as_deref_mut() {
+                if cache.slots.is_empty() {
+                    cache.slots.resize_with(StrCache::SLOTS, || None);
+                }
                 let (slot, key) = StrCache::key(bytes);
                 if let Some((cached, string)) = &cache.slots[slot] {
                     if *cached == key {

@@ -50,9 +50,10 @@ pub(crate) fn take_events<'py>(
         inbox.take(max_events, false, None)
     };
     let events = PyList::empty(py);
-    let mut strings = StrCache::new();
+    // Strings repeat across the packets of a batch; a batch of one has nothing to share.
+    let mut strings = (batch.len() > 1).then(StrCache::new);
     for event in batch {
-        if let Some(tuple) = convert_event(py, owner, event, &mut strings)? {
+        if let Some(tuple) = convert_event(py, owner, event, strings.as_mut())? {
             events.append(tuple)?;
         }
     }
@@ -63,7 +64,7 @@ fn convert_event<'py>(
     py: Python<'py>,
     owner: &Owner,
     event: Event,
-    strings: &mut StrCache<'py>,
+    strings: Option<&mut StrCache<'py>>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let cid = event.conn().map_or(0, |conn| conn.cid);
     let tuple = match event {
@@ -80,7 +81,11 @@ fn convert_event<'py>(
                 return Ok(None);
             }
             let limits = ReadLimits::from(&conn.settings().limits);
-            match convert::unpack_cached(py, &body, limits, strings) {
+            let decoded = match strings {
+                Some(strings) => convert::unpack_cached(py, &body, limits, strings),
+                None => convert::unpack(py, &body, limits),
+            };
+            match decoded {
                 Ok(msg) => (EV_PACKET, cid, pid, flags, msg).into_pyobject(py)?,
                 Err(err) => {
                     let detail = match err {
