@@ -192,6 +192,9 @@ pub struct Conn {
     /// Its lock is held while a frame is written directly or queued, and while a close
     /// is queued: a direct write must never interleave with the writer task's bytes.
     send_lock: Mutex<Option<SharedTcp>>,
+    /// Plain TCP only: the reading side, shared by the reader task and a Python thread
+    /// that waits for input and reads the socket itself ([`Conn::read_inline`]).
+    pub(super) shared_reader: Option<tasks::SharedReader>,
 }
 
 /// The value of an unset microsecond field of [`Conn`].
@@ -233,6 +236,9 @@ pub struct Traffic {
     pub payload_out: AtomicU64,
     /// Bytes handed to the socket.
     pub bytes_out: AtomicU64,
+    /// Socket reads done by a thread waiting for events instead of the reader task
+    /// ([`Conn::read_inline`]).
+    pub reads_inline: AtomicU64,
 }
 
 /// A snapshot of [`Traffic`] (and the sum of several, for a server's totals).
@@ -254,6 +260,8 @@ pub struct TrafficSnapshot {
     pub payload_out: u64,
     /// Bytes handed to the socket.
     pub bytes_out: u64,
+    /// Socket reads done by a waiting thread.
+    pub reads_inline: u64,
 }
 
 impl std::ops::AddAssign for TrafficSnapshot {
@@ -266,6 +274,7 @@ impl std::ops::AddAssign for TrafficSnapshot {
         self.wire_body_out += other.wire_body_out;
         self.payload_out += other.payload_out;
         self.bytes_out += other.bytes_out;
+        self.reads_inline += other.reads_inline;
     }
 }
 
@@ -286,6 +295,7 @@ impl Traffic {
             wire_body_out: load(&self.wire_body_out),
             payload_out: load(&self.payload_out),
             bytes_out: load(&self.bytes_out),
+            reads_inline: load(&self.reads_inline),
         }
     }
 
@@ -300,6 +310,7 @@ impl Traffic {
         add(&self.wire_body_out, other.wire_body_out);
         add(&self.payload_out, other.payload_out);
         add(&self.bytes_out, other.bytes_out);
+        add(&self.reads_inline, other.reads_inline);
     }
 }
 
@@ -392,7 +403,6 @@ impl Conn {
             peer_addr: socket.peer_addr,
             local_addr: socket.local_addr,
             fd: socket.fd,
-            settings,
             inbox,
             role,
             state: AtomicU32::new(state::INIT),
@@ -421,12 +431,24 @@ impl Conn {
             probes: Mutex::new(Probes::default()),
             heartbeat_on: AtomicBool::new(false),
             last_send_us: AtomicU64::new(0),
+            shared_reader: direct
+                .as_ref()
+                .map(|tcp| tasks::SharedReader::new(tcp.clone(), &settings)),
             send_lock: Mutex::new(direct),
+            settings,
         });
         conn.inbox.push(Event::Connected(conn.clone()));
         let start = conn.role.start(&conn);
         conn.apply(start);
-        tokio::spawn(tasks::read_loop(conn.clone(), reader));
+        if conn.shared_reader.is_some() {
+            // A plain TCP socket is read through the shared reader (`reader` is another
+            // handle of the same socket and goes unused).
+            drop(reader);
+            conn.inbox.add_direct_reader(&conn);
+            tokio::spawn(tasks::read_loop_tcp(conn.clone()));
+        } else {
+            tokio::spawn(tasks::read_loop(conn.clone(), reader));
+        }
         tokio::spawn(tasks::write_loop(conn.clone(), writer, rx));
         if let Some(timeout) = conn.settings.handshake_timeout {
             tokio::spawn(handshake_deadline(conn.clone(), timeout));
@@ -549,7 +571,7 @@ impl Conn {
     }
 
     /// How long ago input last arrived (or the connection started).
-    fn silence(&self) -> Duration {
+    pub(super) fn silence(&self) -> Duration {
         let last = Duration::from_micros(self.last_input_us.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
     }
@@ -766,7 +788,7 @@ impl Conn {
         self.init_done.notify_waiters();
     }
 
-    async fn wait_for_init(&self) {
+    pub(super) async fn wait_for_init(&self) {
         loop {
             let notified = self.init_done.notified();
             if !self.init_pending.load(Ordering::SeqCst) || self.is_finished() {
@@ -845,36 +867,43 @@ impl Conn {
 
     // --- receiving ------------------------------------------------------------------
 
-    pub(super) async fn handle_frame(
+    /// Handles one received frame now: app packets go to the inbox, internal ones
+    /// through the handshake rules first. Gives the frame back, untouched, if it is an
+    /// internal packet that must wait for a connection type's `init` in Python (see
+    /// [`Conn::wait_for_init`]); the reader hands it back once that is done.
+    pub(super) fn handle_frame_now(
         self: &Arc<Self>,
         frame: Frame,
         read_limits: ReadLimits,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<Option<Frame>, ProtocolError> {
+        let packet_id = frame.header.pid;
+        let internal = packet_id < INTERNAL_ID_LIMIT;
+        if internal && packet_id != pid::CLOSE {
+            if self.init_pending.load(Ordering::SeqCst) && !self.is_finished() {
+                return Ok(Some(frame));
+            }
+            if self.is_finished() {
+                return Ok(None);
+            }
+        }
         let body = packet::open_body(&frame, &self.settings.limits)?;
         Traffic::add(&self.traffic.wire_body_in, frame.body.len());
         Traffic::add(&self.traffic.payload_in, body.len());
-        let packet_id = frame.header.pid;
         let flags = frame.header.flags.bits();
-        if packet_id >= INTERNAL_ID_LIMIT {
+        if !internal {
             self.inbox.push(Event::Packet {
                 conn: self.clone(),
                 pid: packet_id,
                 flags,
                 body,
             });
-            return Ok(());
-        }
-        if packet_id != pid::CLOSE {
-            self.wait_for_init().await;
-            if self.is_finished() {
-                return Ok(());
-            }
+            return Ok(None);
         }
         let msg = Value::decode(&body, read_limits)?;
         if packet_id == pid::HEARTBEAT {
             // Heartbeats stay in the core: the registry does not know them.
             self.heartbeat_received(&msg);
-            return Ok(());
+            return Ok(None);
         }
         if let Some(sent) = self.probes().handshake.take() {
             self.set_rtt(sent);
@@ -888,7 +917,26 @@ impl Conn {
             body,
         });
         self.apply(actions);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Handles a frame that [`Conn::handle_frame_now`] gave back, once the connection
+    /// type's `init` is done (dropped if the connection ends first).
+    pub(super) async fn handle_frame_after_init(
+        self: &Arc<Self>,
+        mut frame: Frame,
+        read_limits: ReadLimits,
+    ) -> Result<(), ProtocolError> {
+        loop {
+            self.wait_for_init().await;
+            if self.cancel.is_cancelled() || self.is_finished() {
+                return Ok(());
+            }
+            match self.handle_frame_now(frame, read_limits)? {
+                None => return Ok(()),
+                Some(again) => frame = again,
+            }
+        }
     }
 
     /// Queues a packet for Python as if it had arrived on this connection (for the
@@ -954,7 +1002,32 @@ impl Conn {
         }
     }
 
+    /// Reads and handles what has arrived on the socket, from a Python thread that
+    /// waits for input (the GIL released), without waiting: one thread hand-off less
+    /// per received packet than going through the reader task. Returns false if it
+    /// could not (not plain TCP, the reader task is busy with the socket, input is
+    /// being dropped): the reader task then sees to the input as always.
+    pub fn read_inline(self: &Arc<Self>) -> bool {
+        tasks::read_inline(self)
+    }
+
+    /// A thread starts or stops waiting in `poll(2)` on this connection's socket.
+    pub(super) fn set_watched(&self, watching: bool) {
+        if let Some(reader) = &self.shared_reader {
+            reader.set_watched(watching);
+        }
+    }
+
+    /// Whether the inbox has room for more of this connection's packets.
+    pub(super) fn inbox_has_room(&self) -> bool {
+        self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit
+    }
+
     pub(super) fn task_ended(self: &Arc<Self>) {
+        self.inbox.remove_direct_reader(self);
+        if let Some(reader) = &self.shared_reader {
+            reader.release_socket();
+        }
         // Without the tasks nothing may be written any more, and the socket must close.
         self.send_lock
             .lock()

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -129,13 +129,28 @@ pub struct Inbox {
     ready: tokio::sync::Notify,
     /// The event loop's wake-up socket, once asked for ([`Inbox::wakeup_fd`]).
     wakeup: OnceLock<Wakeup>,
+    /// Plain TCP connections whose sockets a waiting thread reads itself (at most
+    /// [`MAX_DIRECT_READERS`]; see [`Inbox::take`]).
+    direct_readers: Mutex<Vec<Arc<Conn>>>,
+    /// Wakes a thread that waits in `poll(2)` on those sockets when an event is pushed.
+    /// Open while such a thread waits or such connections exist: a peer whose
+    /// connections are over holds no descriptors, however long Python keeps it.
+    poll_wakeup: Wakeup,
+    /// Threads waiting in `poll(2)` now; guards opening and closing `poll_wakeup`.
+    pollers: Mutex<usize>,
 }
 
-/// A socket pair whose read end an event loop watches: while armed, the next push
-/// writes one byte to it. Waking a loop this way costs one write from the network
-/// thread, with no GIL and no thread of ours in between.
+/// A thread waiting for events reads the sockets itself while its peer has at most
+/// this many plain TCP connections; with more, waiting on all of their sockets at
+/// every wait would cost more than the hand-off it saves.
+const MAX_DIRECT_READERS: usize = 8;
+
+/// A socket pair whose read end a waiter watches: while armed, the next push writes
+/// one byte to it. Waking a waiter this way costs one write from the network thread,
+/// with no GIL and no thread of ours in between.
+#[derive(Default)]
 struct Wakeup {
-    /// The pair (read end, write end) until [`Inbox::close_wakeup`].
+    /// The pair (read end, write end) until [`Wakeup::close`].
     #[cfg(unix)]
     sockets: Mutex<
         Option<(
@@ -143,8 +158,95 @@ struct Wakeup {
             std::os::unix::net::UnixStream,
         )>,
     >,
-    /// Set by the loop just before it waits; cleared by the push that wakes it.
+    /// Set by the waiter just before it waits; cleared by the push that wakes it.
     armed: AtomicBool,
+}
+
+impl Wakeup {
+    #[cfg(unix)]
+    fn new() -> io::Result<Wakeup> {
+        let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Wakeup {
+            sockets: Mutex::new(Some((reader, writer))),
+            armed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens a new pair if there is none (the first time, or after [`Wakeup::close`]).
+    #[cfg(unix)]
+    fn reopen(&self) -> io::Result<()> {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        if sockets.is_none() {
+            let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
+            reader.set_nonblocking(true)?;
+            writer.set_nonblocking(true)?;
+            *sockets = Some((reader, writer));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> io::Result<Wakeup> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "wake-up sockets need a Unix system",
+        ))
+    }
+
+    /// The read end's descriptor, or -1 once closed.
+    fn fd(&self) -> i64 {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            sockets
+                .as_ref()
+                .map_or(-1, |(reader, _)| i64::from(reader.as_raw_fd()))
+        }
+        #[cfg(not(unix))]
+        -1
+    }
+
+    fn close(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+        #[cfg(unix)]
+        self.sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Empties the read end.
+    fn drain(&self) {
+        #[cfg(unix)]
+        {
+            use std::io::Read;
+            let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((reader, _)) = sockets.as_ref() {
+                let mut sink = [0u8; 64];
+                while matches!((&*reader).read(&mut sink), Ok(n) if n > 0) {}
+            }
+        }
+    }
+
+    /// Writes the wake-up byte if armed (and disarms).
+    fn wake(&self) {
+        if self.armed.load(Ordering::SeqCst) && self.armed.swap(false, Ordering::SeqCst) {
+            #[cfg(unix)]
+            if let Some((_, writer)) = self
+                .sockets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                use std::io::Write;
+                // A full socket already holds a wake-up: nothing is lost.
+                let _ = (&*writer).write(&[1]);
+            }
+        }
+    }
 }
 
 impl Inbox {
@@ -176,52 +278,66 @@ impl Inbox {
         if self.async_waiting.load(Ordering::SeqCst) {
             self.ready.notify_one();
         }
-        self.wake_loop();
+        self.wake_waiters();
+    }
+
+    /// Wakes an event loop waiting on the armed wake-up socket, and a thread waiting
+    /// in `poll(2)`.
+    fn wake_waiters(&self) {
+        if let Some(wakeup) = self.wakeup.get() {
+            wakeup.wake();
+        }
+        self.poll_wakeup.wake();
+    }
+
+    /// Offers a plain TCP connection's socket for waiting threads to read (see
+    /// [`Conn::read_inline`]); ignored once the peer has enough of them.
+    pub(super) fn add_direct_reader(&self, conn: &Arc<Conn>) {
+        let mut readers = self
+            .direct_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if readers.len() < MAX_DIRECT_READERS {
+            readers.push(conn.clone());
+        }
+    }
+
+    /// Withdraws a connection offered by [`Inbox::add_direct_reader`] (its tasks end).
+    pub(super) fn remove_direct_reader(&self, conn: &Arc<Conn>) {
+        let mut readers = self
+            .direct_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        readers.retain(|other| !Arc::ptr_eq(other, conn));
+        let none_left = readers.is_empty();
+        drop(readers);
+        if none_left && *self.pollers() == 0 {
+            self.poll_wakeup.close();
+        }
+    }
+
+    fn pollers(&self) -> MutexGuard<'_, usize> {
+        self.pollers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The file descriptor an event loop watches for readability to learn that events
     /// are queued (created on first call; -1 once closed). Unix only; elsewhere an
     /// error.
     pub fn wakeup_fd(&self) -> io::Result<i64> {
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            if self.wakeup.get().is_none() {
-                let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
-                reader.set_nonblocking(true)?;
-                writer.set_nonblocking(true)?;
-                // Another thread may have won the race: its pair is kept, ours dropped.
-                let _ = self.wakeup.set(Wakeup {
-                    sockets: Mutex::new(Some((reader, writer))),
-                    armed: AtomicBool::new(false),
-                });
-            }
-            let wakeup = self
-                .wakeup
-                .get()
-                .ok_or_else(|| io::Error::other("no wake-up socket"))?;
-            let sockets = wakeup.sockets.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(sockets
-                .as_ref()
-                .map_or(-1, |(reader, _)| i64::from(reader.as_raw_fd())))
+        if self.wakeup.get().is_none() {
+            // Another thread may have won the race: its pair is kept, ours dropped.
+            let _ = self.wakeup.set(Wakeup::new()?);
         }
-        #[cfg(not(unix))]
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "wake-up sockets need a Unix system",
-        ))
+        self.wakeup
+            .get()
+            .map(Wakeup::fd)
+            .ok_or_else(|| io::Error::other("no wake-up socket"))
     }
 
     /// Closes the wake-up socket (the loop stopped watching it).
     pub fn close_wakeup(&self) {
-        #[cfg(unix)]
         if let Some(wakeup) = self.wakeup.get() {
-            wakeup.armed.store(false, Ordering::SeqCst);
-            wakeup
-                .sockets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            wakeup.close();
         }
     }
 
@@ -232,6 +348,11 @@ impl Inbox {
         let Some(wakeup) = self.wakeup.get() else {
             return false;
         };
+        self.arm(wakeup)
+    }
+
+    /// Arms `wakeup` unless events are queued or an interrupt is pending.
+    fn arm(&self, wakeup: &Wakeup) -> bool {
         // Armed before the check: a push after the check then writes the byte.
         wakeup.armed.store(true, Ordering::SeqCst);
         let queue = self.lock();
@@ -244,33 +365,8 @@ impl Inbox {
 
     /// Empties the wake-up socket (the loop found it readable).
     pub fn drain_wakeup(&self) {
-        #[cfg(unix)]
         if let Some(wakeup) = self.wakeup.get() {
-            use std::io::Read;
-            let sockets = wakeup.sockets.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((reader, _)) = sockets.as_ref() {
-                let mut sink = [0u8; 64];
-                while matches!((&*reader).read(&mut sink), Ok(n) if n > 0) {}
-            }
-        }
-    }
-
-    /// Wakes an event loop waiting on the armed wake-up socket.
-    fn wake_loop(&self) {
-        if let Some(wakeup) = self.wakeup.get() {
-            if wakeup.armed.load(Ordering::SeqCst) && wakeup.armed.swap(false, Ordering::SeqCst) {
-                #[cfg(unix)]
-                if let Some((_, writer)) = wakeup
-                    .sockets
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                {
-                    use std::io::Write;
-                    // A full socket already holds a wake-up: nothing is lost.
-                    let _ = (&*writer).write(&[1]);
-                }
-            }
+            wakeup.drain();
         }
     }
 
@@ -298,17 +394,21 @@ impl Inbox {
         drop(queue);
         self.available.notify_all();
         self.ready.notify_one();
-        self.wake_loop();
+        self.wake_waiters();
     }
 
     /// Takes up to `max` events. With `wait`, blocks while the queue is empty, for at
     /// most `timeout` (forever if `None`) or until [`Inbox::interrupt`]. Must be called
     /// without holding the GIL.
     pub fn take(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<Event> {
+        let deadline = deadline(timeout);
+        if wait {
+            self.wait_reading_sockets(deadline);
+        }
         let mut queue = self.lock();
         if wait {
             queue.waiting += 1;
-            queue = wait_until(&self.available, queue, deadline(timeout), |queue| {
+            queue = wait_until(&self.available, queue, deadline, |queue| {
                 !queue.events.is_empty() || queue.interrupted
             })
             .0;
@@ -328,6 +428,110 @@ impl Inbox {
         }
         batch
     }
+
+    /// Waits for events the way a blocking socket would: in `poll(2)` on the sockets
+    /// of the peer's plain TCP connections (and a wake-up socket for every other
+    /// event), reading and decoding what arrives in this thread ([`Conn::read_inline`])
+    /// instead of waiting for the reader task to hand it over: a thread wake-up less
+    /// per received packet. Returns when events are queued, at `deadline`, or as soon
+    /// as this way of waiting does not apply (no such connection, too many, a reader
+    /// task busy with one of them); the caller then waits on the condition variable.
+    #[cfg(unix)]
+    fn wait_reading_sockets(&self, deadline: Option<Instant>) {
+        let mut conns = self
+            .direct_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if conns.is_empty() {
+            return;
+        }
+        let wakeup = &self.poll_wakeup;
+        let wake_fd = {
+            let mut pollers = self.pollers();
+            if wakeup.reopen().is_err() {
+                return; // out of descriptors: wait the ordinary way
+            }
+            *pollers += 1;
+            wakeup.fd()
+        };
+        self.poll_reading(&mut conns, wake_fd, deadline);
+        let mut pollers = self.pollers();
+        *pollers -= 1;
+        let no_readers = self
+            .direct_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if *pollers == 0 && no_readers {
+            wakeup.close();
+        }
+    }
+
+    /// The loop of [`Inbox::wait_reading_sockets`], with the wake-up socket open.
+    #[cfg(unix)]
+    fn poll_reading(&self, conns: &mut Vec<Arc<Conn>>, wake_fd: i64, deadline: Option<Instant>) {
+        let wakeup = &self.poll_wakeup;
+        while !conns.is_empty() {
+            if !self.arm(wakeup) {
+                return;
+            }
+            let timeout_ms = match deadline {
+                None => -1,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        wakeup.armed.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    // Rounded up: poll(2) must not return before the deadline.
+                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+                }
+            };
+            let mut fds: Vec<libc::pollfd> = conns
+                .iter()
+                .map(|conn| conn.fd)
+                .chain([wake_fd])
+                .map(|fd| libc::pollfd {
+                    fd: fd as libc::c_int,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            for conn in conns.iter() {
+                conn.set_watched(true);
+            }
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd records for the
+            // duration of the call; the descriptors stay open (their connections are
+            // held in `conns`, the wake-up pair by `self`).
+            let ready =
+                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+            wakeup.armed.store(false, Ordering::SeqCst);
+            for conn in conns.iter() {
+                conn.set_watched(false);
+            }
+            if ready < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return;
+            }
+            if fds.last().is_some_and(|wake| wake.revents != 0) {
+                wakeup.drain();
+            }
+            let mut index = 0;
+            conns.retain(|conn| {
+                let readable = fds[index].revents != 0;
+                index += 1;
+                // A socket that cannot be read here is left to its reader task (which
+                // queues what it reads and so wakes us); watching it would spin.
+                !readable || conn.read_inline()
+            });
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn wait_reading_sockets(&self, _deadline: Option<Instant>) {}
 
     /// Python finished dispatching the batches it took.
     pub fn dispatch_done(&self) {

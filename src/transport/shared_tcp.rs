@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -27,6 +28,23 @@ impl SharedTcp {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(0),
             other => other,
         }
+    }
+}
+
+impl SharedTcp {
+    /// Reads what the socket holds into the free space of `buf` (growing its length),
+    /// without waiting (`WouldBlock` if nothing is there). A plain system call that
+    /// leaves tokio's readiness state alone: it works from any thread, also before the
+    /// runtime has seen the socket become readable.
+    pub(crate) fn read_now(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        let socket = socket2::SockRef::from(&*self.0);
+        let spare = buf.spare_capacity_mut();
+        // An empty buffer would read 0 bytes, which means end of stream.
+        debug_assert!(!spare.is_empty(), "read_now needs free buffer space");
+        let n = socket.recv(spare)?;
+        // SAFETY: recv(2) initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
     }
 }
 

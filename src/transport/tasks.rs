@@ -2,17 +2,20 @@
 //! inbox) and the writer (outbox -> socket, small frames batched into one write).
 //! Either ending cancels the other; see [`super::connection`] for the close protocol.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
-use super::connection::{Conn, Outbound, Traffic};
+use super::connection::{Conn, Outbound, Settings, Traffic};
+use super::shared_tcp::SharedTcp;
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet;
-use crate::protocol::FrameDecoder;
+use crate::protocol::{Frame, FrameDecoder};
 
 /// Frames smaller than this are copied into one buffer and written together.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -34,94 +37,349 @@ pub(crate) trait ReadSource: AsyncRead + Unpin + Send + 'static {
 /// TLS streams and in-process pipes: read as they are.
 impl<S: AsyncRead + Send + 'static> ReadSource for tokio::io::ReadHalf<S> {}
 
-pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
-    let settings = conn.settings().clone();
-    let read_limits = ReadLimits::from(&settings.limits);
-    let mut decoder = FrameDecoder::new(settings.limits.max_frame_len);
-    // Allocated only once input is being dropped: most connections never need it, and
-    // 16 KiB each would dominate the memory of a server with thousands of them.
-    let mut drain = Vec::new();
-    // After a protocol error or once the connection is over, input is read and dropped.
-    let mut discarding = false;
-    loop {
-        discarding = discarding || conn.is_finished() || conn.input_rejected();
-        let read = if discarding {
-            if drain.is_empty() {
-                drain.resize(16 * 1024, 0);
-            }
-            tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                read = reader.read(&mut drain) => read,
-            }
-        } else {
-            conn.wait_for_inbox_room().await;
-            let read_more = async {
-                if R::WAITS_FOR_DATA && decoder.is_idle() {
-                    decoder.release_if_idle();
-                    reader.data_arrived().await?;
-                }
-                reader.read_buf(decoder.read_buffer()).await
-            };
-            // `None` when the idle timeout passed before anything arrived.
-            let read = async {
-                match settings.idle_timeout {
-                    Some(idle) => tokio::time::timeout(idle, read_more).await.ok(),
-                    None => Some(read_more.await),
-                }
-            };
-            tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                read = read => match read {
-                    Some(read) => read,
-                    None => {
-                        conn.close(Some(reason::IDLE_TIMEOUT.to_owned()));
-                        discarding = true;
-                        continue;
-                    }
-                },
-            }
-        };
+/// What the reading side of a connection keeps between reads: the frame decoder and
+/// what the input is doing.
+pub(super) struct ReadState {
+    decoder: FrameDecoder,
+    read_limits: ReadLimits,
+    /// After a protocol error or once the connection is over, input is read and dropped.
+    discarding: bool,
+    /// An internal packet waiting for a connection type's `init` in Python; nothing
+    /// after it is handled before it.
+    stalled: Option<Frame>,
+    /// Plain TCP: the socket, for threads that read it directly; dropped when the
+    /// connection's tasks end, so that the socket closes then.
+    socket: Option<SharedTcp>,
+}
+
+impl ReadState {
+    fn new(settings: &Settings, socket: Option<SharedTcp>) -> ReadState {
+        ReadState {
+            decoder: FrameDecoder::new(settings.limits.max_frame_len),
+            read_limits: ReadLimits::from(&settings.limits),
+            discarding: false,
+            stalled: None,
+            socket,
+        }
+    }
+
+    /// Reads what the socket holds now into the decoder (`WouldBlock`: nothing).
+    fn read_socket_now(&mut self) -> io::Result<usize> {
+        match &self.socket {
+            Some(socket) => socket.read_now(self.decoder.read_buffer()),
+            None => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// Accounts for one read into the decoder's buffer. Returns false if the stream
+    /// ended (end of stream or an error; the connection is reported closed).
+    fn note_read(&mut self, conn: &Arc<Conn>, read: io::Result<usize>) -> bool {
         match read {
             Ok(0) => {
                 conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
-                break;
+                false
             }
             Err(err) => {
                 // TCP keepalive giving up on a silent peer surfaces as a timed-out read.
-                let why = if err.kind() == std::io::ErrorKind::TimedOut {
+                let why = if err.kind() == io::ErrorKind::TimedOut {
                     reason::TIMEOUT
                 } else {
                     reason::SOCKET_CLOSE
                 };
                 conn.finish(Some(why.to_owned()));
-                break;
+                false
             }
-            Ok(_) if discarding => continue,
             Ok(n) => {
                 conn.note_input();
                 Traffic::add(&conn.traffic.bytes_in, n);
+                true
             }
         }
-        loop {
-            match decoder.decode() {
+    }
+
+    /// Handles every complete frame in the decoder, stopping at one that must wait for
+    /// a connection type's `init` (kept in `stalled`).
+    fn handle_buffered(&mut self, conn: &Arc<Conn>) {
+        while !self.discarding && self.stalled.is_none() {
+            match self.decoder.decode() {
                 Ok(Some(frame)) => {
                     Traffic::add(&conn.traffic.frames_in, 1);
-                    if let Err(err) = conn.handle_frame(frame, read_limits).await {
-                        conn.protocol_error(&err);
-                        discarding = true;
-                        break;
-                    }
-                    if conn.is_finished() {
-                        discarding = true;
-                        break;
+                    match conn.handle_frame_now(frame, self.read_limits) {
+                        Ok(None) => self.discarding = conn.is_finished(),
+                        Ok(Some(frame)) => self.stalled = Some(frame),
+                        Err(err) => {
+                            conn.protocol_error(&err);
+                            self.discarding = true;
+                        }
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(err) => {
                     conn.protocol_error(&err.into());
-                    discarding = true;
+                    self.discarding = true;
+                }
+            }
+        }
+    }
+
+    /// Whether new input must be dropped instead of decoded.
+    fn must_discard(&mut self, conn: &Conn) -> bool {
+        self.discarding = self.discarding || conn.is_finished() || conn.input_rejected();
+        self.discarding
+    }
+}
+
+/// The reading side of a plain TCP connection. Its reader task reads it, and so does a
+/// Python thread that waits for input on few enough connections ([`read_inline`]):
+/// whoever holds `state` reads, so frames stay in order.
+pub(crate) struct SharedReader {
+    state: Mutex<ReadState>,
+    /// Wakes the reader task when a Python thread left a stalled frame behind.
+    handover: Notify,
+    /// Threads waiting in `poll(2)` on this socket right now (see [`READ_DEFER`]).
+    watchers: AtomicUsize,
+}
+
+/// How long the reader task leaves arrived data to a thread that waits on the socket
+/// itself (that thread reads it at once; the task reads it only if it has not: the
+/// thread may be busy dispatching by then).
+const READ_DEFER: Duration = Duration::from_micros(200);
+
+impl SharedReader {
+    pub(super) fn new(tcp: SharedTcp, settings: &Settings) -> SharedReader {
+        SharedReader {
+            state: Mutex::new(ReadState::new(settings, Some(tcp))),
+            handover: Notify::new(),
+            watchers: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReadState> {
+        // Every critical section leaves the state consistent (a read, then frames
+        // handled one by one), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A thread starts (`true`) or stops waiting in `poll(2)` on the socket.
+    pub(super) fn set_watched(&self, watching: bool) {
+        if watching {
+            self.watchers.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.watchers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Lets go of the socket (the connection's tasks have ended).
+    pub(super) fn release_socket(&self) {
+        self.lock().socket = None;
+    }
+}
+
+/// Reads what the socket holds now into the decoder, from the calling thread; see
+/// [`Conn::read_inline`].
+pub(super) fn read_inline(conn: &Arc<Conn>) -> bool {
+    let Some(shared) = conn.shared_reader.as_ref() else {
+        return false;
+    };
+    if conn.is_finished() || conn.input_rejected() || !conn.inbox_has_room() {
+        return false;
+    }
+    let Ok(mut state) = shared.state.try_lock() else {
+        return false; // the reader task is reading
+    };
+    if state.must_discard(conn) || state.stalled.is_some() {
+        return false;
+    }
+    let read = match state.read_socket_now() {
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            state.decoder.release_if_idle();
+            return false;
+        }
+        read => read,
+    };
+    Traffic::add(&conn.traffic.reads_inline, 1);
+    if state.note_read(conn, read) {
+        state.handle_buffered(conn);
+    } else {
+        state.discarding = true;
+    }
+    state.decoder.release_if_idle();
+    let stalled = state.stalled.is_some();
+    drop(state);
+    if stalled {
+        shared.handover.notify_one();
+    }
+    true
+}
+
+/// The reader task of a plain TCP connection (see [`SharedReader`]).
+pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
+    let Some(shared) = conn.shared_reader.as_ref() else {
+        return;
+    };
+    let settings = conn.settings().clone();
+    let Some(mut tcp) = shared.lock().socket.clone() else {
+        return;
+    };
+    let mut drain = Vec::new();
+    loop {
+        let (discarding, stalled) = {
+            let mut state = shared.lock();
+            (state.must_discard(&conn), state.stalled.take())
+        };
+        if discarding {
+            if !discard_some(&conn, &mut tcp, &mut drain).await {
+                break;
+            }
+            continue;
+        }
+        if let Some(frame) = stalled {
+            let limits = shared.lock().read_limits;
+            let handled = tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                handled = conn.handle_frame_after_init(frame, limits) => handled,
+            };
+            let mut state = shared.lock();
+            match handled {
+                Ok(()) => state.handle_buffered(&conn),
+                Err(err) => {
+                    conn.protocol_error(&err);
+                    state.discarding = true;
+                }
+            }
+            continue;
+        }
+        conn.wait_for_inbox_room().await;
+        shared.lock().decoder.release_if_idle();
+        // Wait for data (or a frame a Python thread left stalled), without a buffer.
+        let arrived = async {
+            tokio::select! {
+                arrived = tcp.data_arrived() => arrived,
+                () = shared.handover.notified() => Ok(()),
+            }
+        };
+        let arrived = tokio::select! {
+            () = conn.cancel.cancelled() => break,
+            arrived = with_idle_timeout(&conn, settings.idle_timeout, arrived) => arrived,
+        };
+        if matches!(arrived, Some(Ok(()))) && shared.watchers.load(Ordering::SeqCst) > 0 {
+            // A thread is about to read it itself: give it the time to.
+            tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                () = tokio::time::sleep(READ_DEFER) => {}
+            }
+        }
+        let mut state = shared.lock();
+        let read = match arrived {
+            None => {
+                conn.close(Some(reason::IDLE_TIMEOUT.to_owned()));
+                state.discarding = true;
+                continue;
+            }
+            // The wait itself failed: the socket is gone.
+            Some(Err(err)) => Err(err),
+            Some(Ok(())) if state.must_discard(&conn) || state.stalled.is_some() => continue,
+            Some(Ok(())) => match state.read_socket_now() {
+                // A Python thread read it first, or the wake-up was a hand-over.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                read => read,
+            },
+        };
+        if !state.note_read(&conn, read) {
+            break;
+        }
+        state.handle_buffered(&conn);
+    }
+    conn.cancel.cancel();
+    conn.task_ended();
+}
+
+/// Waits for `arrived`; `None` if nothing arrived on the connection for `idle` (input
+/// read by a Python thread meanwhile counts: the wait restarts then).
+async fn with_idle_timeout<T>(
+    conn: &Conn,
+    idle: Option<Duration>,
+    arrived: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let Some(idle) = idle else {
+        return Some(arrived.await);
+    };
+    tokio::pin!(arrived);
+    loop {
+        let left = idle.saturating_sub(conn.silence());
+        if left.is_zero() {
+            return None;
+        }
+        if let Ok(done) = tokio::time::timeout(left, &mut arrived).await {
+            return Some(done);
+        }
+    }
+}
+
+/// Reads and drops input of a connection that is over; false once the stream ended.
+async fn discard_some<R: AsyncRead + Unpin>(conn: &Conn, reader: R, drain: &mut Vec<u8>) -> bool {
+    let mut reader = reader;
+    if drain.is_empty() {
+        // Allocated only once input is being dropped: most connections never need it,
+        // and 16 KiB each would dominate the memory of a server with thousands of them.
+        drain.resize(16 * 1024, 0);
+    }
+    let read = tokio::select! {
+        () = conn.cancel.cancelled() => return false,
+        read = reader.read(drain) => read,
+    };
+    matches!(read, Ok(n) if n > 0)
+}
+
+/// The reader task of a TLS or in-process connection: reads into the decoder, which it
+/// owns alone.
+pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
+    let settings = conn.settings().clone();
+    let mut state = ReadState::new(&settings, None);
+    let mut drain = Vec::new();
+    loop {
+        if state.must_discard(&conn) {
+            if !discard_some(&conn, &mut reader, &mut drain).await {
+                break;
+            }
+            continue;
+        }
+        if let Some(frame) = state.stalled.take() {
+            let handled = tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                handled = conn.handle_frame_after_init(frame, state.read_limits) => handled,
+            };
+            match handled {
+                Ok(()) => state.handle_buffered(&conn),
+                Err(err) => {
+                    conn.protocol_error(&err);
+                    state.discarding = true;
+                }
+            }
+            continue;
+        }
+        conn.wait_for_inbox_room().await;
+        let read_more = async {
+            if R::WAITS_FOR_DATA && state.decoder.is_idle() {
+                state.decoder.release_if_idle();
+                reader.data_arrived().await?;
+            }
+            reader.read_buf(state.decoder.read_buffer()).await
+        };
+        let read = tokio::select! {
+            () = conn.cancel.cancelled() => break,
+            read = with_idle_timeout(&conn, settings.idle_timeout, read_more) => read,
+        };
+        match read {
+            None => {
+                conn.close(Some(reason::IDLE_TIMEOUT.to_owned()));
+                state.discarding = true;
+            }
+            Some(read) => {
+                if !state.note_read(&conn, read) {
                     break;
                 }
+                state.handle_buffered(&conn);
             }
         }
     }

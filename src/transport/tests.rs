@@ -150,6 +150,56 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
 }
 
 #[test]
+fn threads_waiting_for_events_read_their_sockets_themselves() {
+    let (server, addr) = server_with(&[("test:ping", 64), ("test:pong", 65)]);
+    let client = client_with(&[("test:ping", 64), ("test:pong", 65)]);
+    let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
+    let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
+    assert!(active, "the handshake did not complete");
+    // Requests of growing size (up to several reads' worth) and their answers, each
+    // side waiting in `take` while the other sends: in order and intact.
+    let mut server_conn = None;
+    for round in 0..40u64 {
+        let request = Value::from("r".repeat((round as usize) << 12));
+        assert!(send(&conn, 64, &request));
+        let (peer, body) = wait_for(&server.common.inbox, |event| match event {
+            Event::Packet {
+                conn,
+                pid: 64,
+                body,
+                ..
+            } => Some((conn.clone(), body.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            Value::decode(&body, ReadLimits::default()).unwrap(),
+            request
+        );
+        assert!(send(&peer, 65, &Value::UInt(round)));
+        let answer = wait_for(&client.common.inbox, |event| match event {
+            Event::Packet { pid: 65, body, .. } => Some(body.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            Value::decode(&answer, ReadLimits::default()).unwrap(),
+            Value::UInt(round)
+        );
+        server_conn = Some(peer);
+    }
+    // The reader tasks may win some races for the data, not all of them.
+    let server_conn = server_conn.unwrap();
+    assert!(
+        conn.traffic().reads_inline > 0,
+        "the client never read inline"
+    );
+    assert!(
+        server_conn.traffic().reads_inline > 0,
+        "the server never read inline"
+    );
+    server.stop(None);
+}
+
+#[test]
 fn registry_mismatch_closes_both_sides_with_the_reason() {
     let (server, addr) = server_with(&[("test:a", 64)]);
     let client = client_with(&[("test:a", 64), ("test:extra", 65)]);
