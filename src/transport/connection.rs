@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Event, Inbox, LogLevel};
+use super::outbox::Outbox;
 use super::shared_tcp::SharedTcp;
 use super::tasks;
 use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
@@ -157,8 +158,8 @@ pub struct Conn {
     intended_reason: Mutex<Option<Option<String>>>,
     /// Stops both tasks.
     pub(super) cancel: CancellationToken,
-    /// Sender end of the outbox; the receiver belongs to the writer task.
-    outbox: mpsc::UnboundedSender<Outbound>,
+    /// What waits for the writer task.
+    pub(super) outbox: Outbox,
     /// Bytes queued in the outbox and not yet written.
     pub(super) out_bytes: AtomicUsize,
     /// Signalled whenever queued bytes were written, and when a close starts: wakes
@@ -185,6 +186,11 @@ pub struct Conn {
     probes: Mutex<Probes>,
     /// Heartbeats were negotiated and are running.
     heartbeat_on: AtomicBool,
+    /// Whether the timer task ([`connection_timers`]) still runs; under this lock it
+    /// decides to end, and `start_heartbeat` whether to hand it the heartbeats.
+    timers_running: Mutex<bool>,
+    /// Wakes the timer task: the state changed, or heartbeats were started.
+    timers_wake: Notify,
     /// When the last frame was queued or written, in microseconds since `started`.
     last_send_us: AtomicU64,
     /// The socket, for writing directly from the sending thread when nothing is queued
@@ -397,7 +403,6 @@ impl Conn {
         R: super::tasks::ReadSource,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Conn {
             cid,
             peer_addr: socket.peer_addr,
@@ -416,7 +421,7 @@ impl Conn {
             close_reason: Mutex::new(None),
             intended_reason: Mutex::new(None),
             cancel: CancellationToken::new(),
-            outbox: tx,
+            outbox: Outbox::default(),
             out_bytes: AtomicUsize::new(0),
             write_progress: Notify::new(),
             undelivered: AtomicUsize::new(0),
@@ -430,6 +435,8 @@ impl Conn {
             rtt_us: AtomicU64::new(UNKNOWN),
             probes: Mutex::new(Probes::default()),
             heartbeat_on: AtomicBool::new(false),
+            timers_running: Mutex::new(false),
+            timers_wake: Notify::new(),
             last_send_us: AtomicU64::new(0),
             shared_reader: direct
                 .as_ref()
@@ -449,9 +456,13 @@ impl Conn {
         } else {
             tokio::spawn(tasks::read_loop(conn.clone(), reader));
         }
-        tokio::spawn(tasks::write_loop(conn.clone(), writer, rx));
+        tokio::spawn(tasks::write_loop(conn.clone(), writer));
         if let Some(timeout) = conn.settings.handshake_timeout {
-            tokio::spawn(handshake_deadline(conn.clone(), timeout));
+            *conn
+                .timers_running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = true;
+            tokio::spawn(connection_timers(conn.clone(), timeout));
         }
         conn
     }
@@ -479,6 +490,7 @@ impl Conn {
     /// Sets the state (from the handshake rules or from Python).
     pub fn set_state(self: &Arc<Self>, value: u32) {
         self.state.store(value, Ordering::SeqCst);
+        self.timers_wake.notify_one();
         self.role.status_changed(self);
     }
 
@@ -641,7 +653,7 @@ impl Conn {
             self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
             return false;
         }
-        if self.outbox.send(Outbound::Frame(frame)).is_err() {
+        if !self.outbox.push(Outbound::Frame(frame)) {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             return false;
         }
@@ -706,7 +718,7 @@ impl Conn {
             .intended_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-        let queued = self.outbox.send(Outbound::Close(reason.clone())).is_ok();
+        let queued = self.outbox.push(Outbound::Close(reason.clone()));
         drop(order);
         self.write_progress.notify_waiters();
         if !queued {
@@ -976,7 +988,16 @@ impl Conn {
         if self.heartbeat_on.swap(true, Ordering::SeqCst) {
             return;
         }
-        super::runtime::runtime().spawn(heartbeat_loop(self.clone(), keepalive));
+        let timers_running = self
+            .timers_running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *timers_running {
+            // The timer task goes on with the heartbeats once the handshake is done.
+            self.timers_wake.notify_one();
+        } else {
+            super::runtime::runtime().spawn(heartbeat_loop(self.clone(), keepalive, None));
+        }
     }
 
     /// Queues a heartbeat packet (no `on_send`: it is not the app's packet).
@@ -1041,7 +1062,14 @@ impl Conn {
 
 /// Probes the peer of `conn` every interval; closes the connection with "timeout" when
 /// nothing (probe answers included) has arrived for the timeout.
-async fn heartbeat_loop(conn: Arc<Conn>, keepalive: Keepalive) {
+///
+/// `handshake`: a handshake deadline still to watch (heartbeats may start before the
+/// handshake completes) and its length, for the message.
+async fn heartbeat_loop(
+    conn: Arc<Conn>,
+    keepalive: Keepalive,
+    mut handshake: Option<(std::pin::Pin<&mut tokio::time::Sleep>, Duration)>,
+) {
     let mut last_probe = Instant::now();
     loop {
         let silence = conn.silence();
@@ -1059,8 +1087,21 @@ async fn heartbeat_loop(conn: Arc<Conn>, keepalive: Keepalive) {
         }
         let until_probe = keepalive.interval.saturating_sub(last_probe.elapsed());
         let wait = until_probe.min(keepalive.timeout - silence);
+        let deadline = async {
+            match handshake.as_mut() {
+                Some((deadline, _)) => deadline.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = deadline => {
+                if let Some((_, timeout)) = handshake.take() {
+                    if handshake_expired(&conn, timeout) {
+                        return;
+                    }
+                }
+            }
             () = conn.cancel.cancelled() => return,
         }
         if conn.is_closing() {
@@ -1080,13 +1121,52 @@ async fn heartbeat_loop(conn: Arc<Conn>, keepalive: Keepalive) {
     }
 }
 
-/// Closes `conn` with "handshaketimeout" if it is not active `timeout` after it began.
-async fn handshake_deadline(conn: Arc<Conn>, timeout: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep(timeout) => {}
-        () = conn.cancel.cancelled() => return,
+/// A connection's timers, in one task (one task less per connection than a task per
+/// timer): closes `conn` with "handshaketimeout" if it is not active `timeout` after
+/// it began; then runs the heartbeats if they were negotiated, or ends.
+async fn connection_timers(conn: Arc<Conn>, timeout: Duration) {
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let keepalive = conn.settings.keepalive;
+    loop {
+        let changed = conn.timers_wake.notified();
+        let heartbeats = keepalive.filter(|_| conn.heartbeat_on.load(Ordering::SeqCst));
+        if let Some(keepalive) = heartbeats {
+            // Heartbeats started, maybe before the handshake completed: they run
+            // here, watching the deadline until then.
+            let handshake = (conn.state() < state::ACTIVE).then_some((deadline, timeout));
+            drop(changed);
+            heartbeat_loop(conn, keepalive, handshake).await;
+            return;
+        }
+        if conn.state() >= state::ACTIVE {
+            let mut running = conn
+                .timers_running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !conn.heartbeat_on.load(Ordering::SeqCst) {
+                // From now on `start_heartbeat` spawns the heartbeats itself.
+                *running = false;
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            () = &mut deadline => {
+                handshake_expired(&conn, timeout);
+                return;
+            }
+            () = changed => {}
+            () = conn.cancel.cancelled() => return,
+        }
     }
-    if !conn.is_closing() && conn.state() < state::ACTIVE {
+}
+
+/// Closes `conn` with "handshaketimeout" unless it became active meanwhile; whether
+/// it did close.
+fn handshake_expired(conn: &Arc<Conn>, timeout: Duration) -> bool {
+    let expired = !conn.is_closing() && conn.state() < state::ACTIVE;
+    if expired {
         conn.inbox.push(Event::Log {
             conn: conn.clone(),
             level: LogLevel::Info,
@@ -1097,6 +1177,7 @@ async fn handshake_deadline(conn: Arc<Conn>, timeout: Duration) {
         });
         conn.close(Some(reason::HANDSHAKE_TIMEOUT.to_owned()));
     }
+    expired
 }
 
 /// The OS handle of a socket, for Python's `fileno()` (-1 where there is none).

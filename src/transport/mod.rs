@@ -9,7 +9,7 @@
 //!                     |                                         v          v          |
 //!                     |                                   Inbox <----- events          |
 //!                     |                                                  | Send        |
-//!  socket <--write--  | writer task <--- outbox (mpsc, unbounded) <------+ <-- Python   |
+//!  socket <--write--  | writer task <--- outbox (queue, unbounded) <-----+ <-- Python   |
 //!                     +---------------------------------------------------------------+
 //!  Inbox ---> take() on the Python thread that calls process() (see bindings::peer)
 //! ```
@@ -20,20 +20,22 @@
 //!   connection, deadline waits).
 //! * [`connection`]: one connection's shared state, sending and closing.
 //! * `tasks`: the reader and writer task of each connection.
+//! * `outbox`: the queue of frames between a connection's senders and its writer.
 //! * `shared_tcp`: a TCP stream that the reader, the writer and direct senders share.
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
 //! * [`tls`]: TLS configurations, certificate checks and security levels.
 //! * [`memory`]: the in-process transport (`memory:NAME` addresses).
 //!
-//! Channel ends: each connection's outbox sender is held by its [`connection::Conn`]
-//! (Python and the reader task send through it), the receiver by its writer task. The
-//! inbox is shared by all of a peer's connections and drained by Python.
+//! Queues: each connection's outbox is part of its [`connection::Conn`] (Python and
+//! the reader task push, its writer task pops). The inbox is shared by all of a peer's
+//! connections and drained by Python.
 
 pub mod client;
 pub mod connection;
 pub mod inbox;
 pub mod memory;
+mod outbox;
 pub mod peer;
 pub mod runtime;
 pub mod server;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::connection::{Conn, Outbound, Settings, Traffic};
 use super::shared_tcp::SharedTcp;
@@ -19,6 +19,9 @@ use crate::protocol::{Frame, FrameDecoder};
 
 /// Frames smaller than this are copied into one buffer and written together.
 const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Batch buffer a writer keeps while its connection is idle.
+const IDLE_BATCH_CAPACITY: usize = 4 * 1024;
 
 /// A stream the reader task reads from. One that can tell when data has arrived
 /// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
@@ -411,21 +414,19 @@ async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u
     written
 }
 
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
-    conn: Arc<Conn>,
-    mut writer: W,
-    mut outbox: mpsc::UnboundedReceiver<Outbound>,
-) {
-    // Grows to what the batches need (at most a little over BATCH_LIMIT) and is kept.
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut writer: W) {
+    let outbox = &conn.outbox;
+    // Grows to what the batches need (at most a little over BATCH_LIMIT); kept while
+    // more is queued, given back when the connection goes idle.
     let mut batch: Vec<u8> = Vec::new();
     let end = 'run: loop {
-        let first = tokio::select! {
+        if batch.capacity() > IDLE_BATCH_CAPACITY && outbox.is_empty() {
+            batch = Vec::new();
+        }
+        let mut item = tokio::select! {
             biased;
             () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
-            item = outbox.recv() => item,
-        };
-        let Some(mut item) = first else {
-            break 'run WriterEnd::Stopped;
+            item = outbox.pop() => item,
         };
         let mut close = None;
         batch.clear();
@@ -459,9 +460,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             if batch.len() >= BATCH_LIMIT {
                 break;
             }
-            match outbox.try_recv() {
-                Ok(next) => item = next,
-                Err(_) => break,
+            match outbox.try_pop() {
+                Some(next) => item = next,
+                None => break,
             }
         }
         let ok = write_all(&conn, &mut writer, &batch).await;
@@ -493,6 +494,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     if matches!(end, WriterEnd::Failed) {
         conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
     }
+    outbox.close();
     conn.cancel.cancel();
     conn.task_ended();
 }

@@ -1,0 +1,138 @@
+//! A connection's outbox: what waits to be written, in order, for its writer task.
+//!
+//! A plain queue under a lock plus a [`Notify`], rather than a channel: an idle
+//! connection's outbox allocates nothing (an unbounded channel keeps a block of 32
+//! slots, about 1.3 KiB, for every connection from its first message on, which is most
+//! of a connection's memory on a server with thousands of them).
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::connection::Outbound;
+
+/// Queued items and whether the writer still takes them.
+#[derive(Debug, Default)]
+struct Items {
+    queue: VecDeque<Outbound>,
+    /// The writer task has ended: nothing more is accepted.
+    closed: bool,
+}
+
+/// The queue between a connection's senders and its writer task.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    items: Mutex<Items>,
+    /// Wakes the writer task (one permit is kept if it is not waiting).
+    ready: Notify,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Items> {
+        // Each critical section is a single push or pop: a panic cannot leave it
+        // half-done, so a poisoned lock is still consistent.
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item`; false (and `item` dropped) once the writer has ended.
+    pub(crate) fn push(&self, item: Outbound) -> bool {
+        let mut items = self.lock();
+        if items.closed {
+            return false;
+        }
+        items.queue.push_back(item);
+        drop(items);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The next item, if one is queued.
+    pub(crate) fn try_pop(&self) -> Option<Outbound> {
+        let mut items = self.lock();
+        let item = items.queue.pop_front();
+        if items.queue.is_empty() && items.queue.capacity() > IDLE_CAPACITY {
+            // A burst is over: give its slots back.
+            items.queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// Waits for the next item.
+    pub(crate) async fn pop(&self) -> Outbound {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(item) = self.try_pop() {
+                return item;
+            }
+            ready.await;
+        }
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
+    /// The writer has ended: refuses further items and drops the queued ones.
+    pub(crate) fn close(&self) {
+        let mut items = self.lock();
+        items.closed = true;
+        items.queue = VecDeque::new();
+    }
+}
+
+/// Slots an empty outbox may keep between bursts.
+const IDLE_CAPACITY: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn frame(byte: u8) -> Outbound {
+        Outbound::Frame(Bytes::from(vec![byte]))
+    }
+
+    fn byte_of(item: Outbound) -> u8 {
+        match item {
+            Outbound::Frame(bytes) => bytes[0],
+            Outbound::Close(_) => panic!("a close where a frame was expected"),
+        }
+    }
+
+    #[test]
+    fn items_come_out_in_order_and_none_after_close() {
+        let outbox = Outbox::default();
+        for byte in 0..100 {
+            assert!(outbox.push(frame(byte)));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for byte in 0..100 {
+            assert_eq!(byte_of(runtime.block_on(outbox.pop())), byte);
+        }
+        assert!(outbox.try_pop().is_none());
+        // The burst's slots were given back.
+        assert_eq!(outbox.lock().queue.capacity(), 0);
+        outbox.close();
+        assert!(!outbox.push(frame(1)), "a closed outbox took an item");
+    }
+
+    #[test]
+    fn a_waiting_writer_is_woken_by_a_push() {
+        let outbox = std::sync::Arc::new(Outbox::default());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let waiter = {
+            let outbox = outbox.clone();
+            runtime.spawn(async move { byte_of(outbox.pop().await) })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(outbox.push(frame(7)));
+        assert_eq!(runtime.block_on(waiter).unwrap(), 7);
+    }
+}
