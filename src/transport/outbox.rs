@@ -47,30 +47,40 @@ impl Outbox {
         true
     }
 
-    /// The next item, if one is queued.
-    pub(crate) fn try_pop(&self) -> Option<Outbound> {
+    /// Moves everything queued to the end of `into` (which the writer keeps between
+    /// calls, so that the two queues trade their allocations instead of making new
+    /// ones); false if nothing was queued. One lock per drained batch, not per item.
+    pub(crate) fn try_take_all(&self, into: &mut VecDeque<Outbound>) -> bool {
         let mut items = self.lock();
-        let item = items.queue.pop_front();
-        if items.queue.is_empty() && items.queue.capacity() > IDLE_CAPACITY {
-            // A burst is over: give its slots back.
-            items.queue = VecDeque::new();
+        if items.queue.is_empty() {
+            return false;
         }
-        item
+        if into.is_empty() {
+            std::mem::swap(&mut items.queue, into);
+        } else {
+            into.append(&mut items.queue);
+        }
+        true
     }
 
-    /// Waits for the next item.
-    pub(crate) async fn pop(&self) -> Outbound {
+    /// Waits until something is queued, then moves it all to `into`. An idle writer
+    /// first gives back the slots of its last burst.
+    pub(crate) async fn take_all(&self, into: &mut VecDeque<Outbound>) {
         loop {
             let ready = self.ready.notified();
-            if let Some(item) = self.try_pop() {
-                return item;
+            if self.try_take_all(into) {
+                return;
+            }
+            if into.capacity() > IDLE_CAPACITY {
+                *into = VecDeque::new();
             }
             ready.await;
         }
     }
 
     /// Whether nothing is queued.
-    pub(crate) fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.lock().queue.is_empty()
     }
 
@@ -104,24 +114,31 @@ mod tests {
     #[test]
     fn items_come_out_in_order_and_none_after_close() {
         let outbox = Outbox::default();
-        for byte in 0..100 {
-            assert!(outbox.push(frame(byte)));
-        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        let mut taken = VecDeque::new();
         for byte in 0..100 {
-            assert_eq!(byte_of(runtime.block_on(outbox.pop())), byte);
+            assert!(outbox.push(frame(byte)));
         }
-        assert!(outbox.try_pop().is_none());
-        // The burst's slots were given back.
-        assert_eq!(outbox.lock().queue.capacity(), 0);
+        runtime.block_on(outbox.take_all(&mut taken));
+        for byte in 100..150 {
+            assert!(outbox.push(frame(byte)));
+        }
+        assert!(
+            outbox.try_take_all(&mut taken),
+            "the second burst was not taken"
+        );
+        let bytes: Vec<u8> = taken.drain(..).map(byte_of).collect();
+        assert_eq!(bytes, (0..150).collect::<Vec<u8>>());
+        assert!(!outbox.try_take_all(&mut taken));
         outbox.close();
         assert!(!outbox.push(frame(1)), "a closed outbox took an item");
+        assert!(outbox.is_empty());
     }
 
     #[test]
-    fn a_waiting_writer_is_woken_by_a_push() {
+    fn a_waiting_writer_is_woken_by_a_push_and_idle_slots_are_given_back() {
         let outbox = std::sync::Arc::new(Outbox::default());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -129,10 +146,16 @@ mod tests {
             .unwrap();
         let waiter = {
             let outbox = outbox.clone();
-            runtime.spawn(async move { byte_of(outbox.pop().await) })
+            runtime.spawn(async move {
+                let mut taken = VecDeque::with_capacity(1024);
+                outbox.take_all(&mut taken).await;
+                (taken.capacity(), byte_of(taken.pop_front().unwrap()))
+            })
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(outbox.push(frame(7)));
-        assert_eq!(runtime.block_on(waiter).unwrap(), 7);
+        let (capacity, byte) = runtime.block_on(waiter).unwrap();
+        assert_eq!(byte, 7);
+        assert!(capacity < 1024, "the idle writer kept its large queue");
     }
 }

@@ -2,6 +2,7 @@
 //! inbox) and the writer (outbox -> socket, small frames batched into one write).
 //! Either ending cancels the other; see [`super::connection`] for the close protocol.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,9 @@ const BATCH_LIMIT: usize = 64 * 1024;
 
 /// Batch buffer a writer keeps while its connection is idle.
 const IDLE_BATCH_CAPACITY: usize = 4 * 1024;
+
+/// How long a writer with nothing to write keeps a larger batch buffer.
+const BATCH_KEPT_WHILE_IDLE: Duration = Duration::from_secs(1);
 
 /// A stream the reader task reads from. One that can tell when data has arrived
 /// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
@@ -416,17 +420,28 @@ async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u
 
 pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut writer: W) {
     let outbox = &conn.outbox;
-    // Grows to what the batches need (at most a little over BATCH_LIMIT); kept while
-    // more is queued, given back when the connection goes idle.
+    // Taken from the outbox a whole burst at a time.
+    let mut pending = VecDeque::new();
+    // Grows to what the batches need (at most a little over BATCH_LIMIT); given back
+    // once the connection has had nothing to write for a while.
     let mut batch: Vec<u8> = Vec::new();
     let end = 'run: loop {
-        if batch.capacity() > IDLE_BATCH_CAPACITY && outbox.is_empty() {
-            batch = Vec::new();
+        if pending.is_empty() {
+            // Not as soon as the outbox is empty: a writer catches up with a stream
+            // many times a second, and allocating the buffer anew each time costs.
+            let keeps_a_burst = batch.capacity() > IDLE_BATCH_CAPACITY;
+            tokio::select! {
+                biased;
+                () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
+                () = outbox.take_all(&mut pending) => {}
+                () = tokio::time::sleep(BATCH_KEPT_WHILE_IDLE), if keeps_a_burst => {
+                    batch = Vec::new();
+                    continue;
+                }
+            }
         }
-        let mut item = tokio::select! {
-            biased;
-            () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
-            item = outbox.pop() => item,
+        let Some(mut item) = pending.pop_front() else {
+            continue;
         };
         let mut close = None;
         batch.clear();
@@ -460,7 +475,10 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut write
             if batch.len() >= BATCH_LIMIT {
                 break;
             }
-            match outbox.try_pop() {
+            if pending.is_empty() {
+                outbox.try_take_all(&mut pending);
+            }
+            match pending.pop_front() {
                 Some(next) => item = next,
                 None => break,
             }
