@@ -1039,6 +1039,20 @@ impl Conn {
         }
     }
 
+    /// After a thread stopped watching the socket: whether the reader task let data
+    /// pass to it meanwhile (which the thread then reads).
+    pub(super) fn take_skipped(&self) -> bool {
+        self.shared_reader
+            .as_ref()
+            .is_some_and(tasks::SharedReader::take_skipped)
+    }
+
+    /// Whether a thread waiting for this connection's events reads its socket itself
+    /// (plain TCP, among the first connections of the process).
+    pub fn reads_directly(self: &Arc<Self>) -> bool {
+        self.inbox.is_direct_reader(self)
+    }
+
     /// Whether the inbox has room for more of this connection's packets.
     pub(super) fn inbox_has_room(&self) -> bool {
         self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit

@@ -129,8 +129,8 @@ pub struct Inbox {
     ready: tokio::sync::Notify,
     /// The event loop's wake-up socket, once asked for ([`Inbox::wakeup_fd`]).
     wakeup: OnceLock<Wakeup>,
-    /// Plain TCP connections whose sockets a waiting thread reads itself (at most
-    /// [`MAX_DIRECT_READERS`]; see [`Inbox::take`]).
+    /// Plain TCP connections whose sockets a waiting thread reads itself (of the
+    /// process's first [`MAX_DIRECT_READERS`]; see [`Inbox::take`]).
     direct_readers: Mutex<Vec<Arc<Conn>>>,
     /// Wakes a thread that waits in `poll(2)` on those sockets when an event is pushed.
     /// Open while such a thread waits or such connections exist: a peer whose
@@ -140,10 +140,18 @@ pub struct Inbox {
     pollers: Mutex<usize>,
 }
 
-/// A thread waiting for events reads the sockets itself while its peer has at most
-/// this many plain TCP connections; with more, waiting on all of their sockets at
-/// every wait would cost more than the hand-off it saves.
+/// Plain TCP connections of the whole process whose sockets waiting threads read
+/// themselves (the first ones made; see [`Inbox::add_direct_reader`]). Reading in the
+/// waiting thread saves a thread hand-off per packet, which is what latency is made
+/// of while the machine has CPU to spare; it also costs an I/O thread a wake-up that
+/// finds nothing to do. With many connections (a server with hundreds of clients, a
+/// process running a hundred clients) CPU is what runs out, and the I/O threads
+/// reading and batching for everyone does better.
 const MAX_DIRECT_READERS: usize = 8;
+
+/// Connections offered by [`Inbox::add_direct_reader`] in this process now.
+static DIRECT_READERS_IN_PROCESS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// A socket pair whose read end a waiter watches: while armed, the next push writes
 /// one byte to it. Waking a waiter this way costs one write from the network thread,
@@ -291,15 +299,26 @@ impl Inbox {
     }
 
     /// Offers a plain TCP connection's socket for waiting threads to read (see
-    /// [`Conn::read_inline`]); ignored once the peer has enough of them.
+    /// [`Conn::read_inline`]); ignored once the process has [`MAX_DIRECT_READERS`].
     pub(super) fn add_direct_reader(&self, conn: &Arc<Conn>) {
         let mut readers = self
             .direct_readers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if readers.len() < MAX_DIRECT_READERS {
+        if DIRECT_READERS_IN_PROCESS.fetch_add(1, Ordering::SeqCst) < MAX_DIRECT_READERS {
             readers.push(conn.clone());
+        } else {
+            DIRECT_READERS_IN_PROCESS.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Whether waiting threads read this connection's socket themselves.
+    pub(super) fn is_direct_reader(&self, conn: &Arc<Conn>) -> bool {
+        self.direct_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|other| Arc::ptr_eq(other, conn))
     }
 
     /// Withdraws a connection offered by [`Inbox::add_direct_reader`] (its tasks end).
@@ -308,7 +327,11 @@ impl Inbox {
             .direct_readers
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let before = readers.len();
         readers.retain(|other| !Arc::ptr_eq(other, conn));
+        if readers.len() < before {
+            DIRECT_READERS_IN_PROCESS.fetch_sub(1, Ordering::SeqCst);
+        }
         let none_left = readers.is_empty();
         drop(readers);
         if none_left && *self.pollers() == 0 {
@@ -523,9 +546,17 @@ impl Inbox {
             conns.retain(|conn| {
                 let readable = fds[index].revents != 0;
                 index += 1;
+                // Data the reader task left to us (it may have come after poll(2)
+                // returned) is read too, to the end: the task waits for new data.
+                let skipped = conn.take_skipped();
+                if !readable && !skipped {
+                    return true;
+                }
+                let read = conn.read_inline();
+                while read && conn.read_inline() {}
                 // A socket that cannot be read here is left to its reader task (which
                 // queues what it reads and so wakes us); watching it would spin.
-                !readable || conn.read_inline()
+                read || !readable
             });
         }
     }

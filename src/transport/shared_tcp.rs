@@ -48,6 +48,19 @@ impl SharedTcp {
     }
 }
 
+impl SharedTcp {
+    /// Like [`SharedTcp::read_now`], into a caller's (uninitialised) buffer; returns
+    /// the bytes read.
+    pub(crate) fn read_now_into<'a>(
+        &self,
+        buf: &'a mut [std::mem::MaybeUninit<u8>],
+    ) -> io::Result<&'a [u8]> {
+        let n = socket2::SockRef::from(&*self.0).recv(buf)?;
+        // SAFETY: recv(2) initialised the first `n` bytes of `buf`.
+        Ok(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) })
+    }
+}
+
 impl super::tasks::ReadSource for SharedTcp {
     const WAITS_FOR_DATA: bool = true;
 

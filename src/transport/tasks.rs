@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ use crate::protocol::{Frame, FrameDecoder};
 
 /// Frames smaller than this are copied into one buffer and written together.
 const BATCH_LIMIT: usize = 64 * 1024;
+
+/// Stack buffer of a waiting thread's read between frames (see
+/// `ReadState::read_socket_now_small`).
+const SMALL_READ: usize = 8 * 1024;
 
 /// Batch buffer a writer keeps while its connection is idle.
 const IDLE_BATCH_CAPACITY: usize = 4 * 1024;
@@ -76,6 +80,25 @@ impl ReadState {
             Some(socket) => socket.read_now(self.decoder.read_buffer()),
             None => Err(io::ErrorKind::WouldBlock.into()),
         }
+    }
+
+    /// [`ReadState::read_socket_now`] for a thread that waits for events: between
+    /// frames it reads into a small buffer on its stack first and hands the decoder
+    /// only what arrived. The decoder's 64 KiB read buffer would otherwise be
+    /// allocated and freed around every small packet, by each of possibly many
+    /// threads (contending in the allocator), where the reader task's few threads
+    /// reuse theirs.
+    fn read_socket_now_small(&mut self) -> io::Result<usize> {
+        let Some(socket) = &self.socket else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        if !self.decoder.is_idle() {
+            return socket.read_now(self.decoder.read_buffer());
+        }
+        let mut small = [std::mem::MaybeUninit::<u8>::uninit(); SMALL_READ];
+        let data = socket.read_now_into(&mut small)?;
+        self.decoder.extend_from_slice(data);
+        Ok(data.len())
     }
 
     /// Accounts for one read into the decoder's buffer. Returns false if the stream
@@ -143,14 +166,13 @@ pub(crate) struct SharedReader {
     state: Mutex<ReadState>,
     /// Wakes the reader task when a Python thread left a stalled frame behind.
     handover: Notify,
-    /// Threads waiting in `poll(2)` on this socket right now (see [`READ_DEFER`]).
+    /// Threads waiting in `poll(2)` on this socket right now: the reader task leaves
+    /// arrived data to them (see [`wait_for_data`]).
     watchers: AtomicUsize,
+    /// The reader task let a readiness of the socket pass because a thread watched
+    /// it; that thread checks the socket once more when it stops watching.
+    skipped: AtomicBool,
 }
-
-/// How long the reader task leaves arrived data to a thread that waits on the socket
-/// itself (that thread reads it at once; the task reads it only if it has not: the
-/// thread may be busy dispatching by then).
-const READ_DEFER: Duration = Duration::from_micros(200);
 
 impl SharedReader {
     pub(super) fn new(tcp: SharedTcp, settings: &Settings) -> SharedReader {
@@ -158,6 +180,7 @@ impl SharedReader {
             state: Mutex::new(ReadState::new(settings, Some(tcp))),
             handover: Notify::new(),
             watchers: AtomicUsize::new(0),
+            skipped: AtomicBool::new(false),
         }
     }
 
@@ -174,6 +197,11 @@ impl SharedReader {
         } else {
             self.watchers.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Whether the reader task let data pass to a watching thread since the last call.
+    pub(super) fn take_skipped(&self) -> bool {
+        self.skipped.swap(false, Ordering::SeqCst)
     }
 
     /// Lets go of the socket (the connection's tasks have ended).
@@ -197,11 +225,8 @@ pub(super) fn read_inline(conn: &Arc<Conn>) -> bool {
     if state.must_discard(conn) || state.stalled.is_some() {
         return false;
     }
-    let read = match state.read_socket_now() {
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-            state.decoder.release_if_idle();
-            return false;
-        }
+    let read = match state.read_socket_now_small() {
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
         read => read,
     };
     Traffic::add(&conn.traffic.reads_inline, 1);
@@ -261,7 +286,7 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
         // Wait for data (or a frame a Python thread left stalled), without a buffer.
         let arrived = async {
             tokio::select! {
-                arrived = tcp.data_arrived() => arrived,
+                arrived = wait_for_data(shared, &tcp) => arrived,
                 () = shared.handover.notified() => Ok(()),
             }
         };
@@ -269,13 +294,6 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
             () = conn.cancel.cancelled() => break,
             arrived = with_idle_timeout(&conn, settings.idle_timeout, arrived) => arrived,
         };
-        if matches!(arrived, Some(Ok(()))) && shared.watchers.load(Ordering::SeqCst) > 0 {
-            // A thread is about to read it itself: give it the time to.
-            tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                () = tokio::time::sleep(READ_DEFER) => {}
-            }
-        }
         let mut state = shared.lock();
         let read = match arrived {
             None => {
@@ -299,6 +317,29 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
     }
     conn.cancel.cancel();
     conn.task_ended();
+}
+
+/// Waits until the socket has data for the reader task to read. Data that arrives
+/// while a thread watches the socket in `poll(2)` is left to that thread, which reads
+/// it at once ([`read_inline`]): the readiness is dropped (so that the task waits for
+/// the next one instead of spinning) and noted in `skipped`, which the thread checks
+/// when it stops watching, so that nothing is left unread between the two.
+async fn wait_for_data(shared: &SharedReader, tcp: &SharedTcp) -> io::Result<()> {
+    loop {
+        tcp.0.readable().await?;
+        if shared.watchers.load(Ordering::SeqCst) == 0 {
+            // Readiness can be stale: the peek waits until data is really there.
+            return tcp.data_arrived().await;
+        }
+        let _ = tcp.0.try_io(tokio::io::Interest::READABLE, || {
+            Err::<(), io::Error>(io::ErrorKind::WouldBlock.into())
+        });
+        shared.skipped.store(true, Ordering::SeqCst);
+        if shared.watchers.load(Ordering::SeqCst) == 0 {
+            // It stopped watching meanwhile: read (or find nothing) ourselves.
+            return Ok(());
+        }
+    }
 }
 
 /// Waits for `arrived`; `None` if nothing arrived on the connection for `idle` (input

@@ -151,11 +151,24 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
 
 #[test]
 fn threads_waiting_for_events_read_their_sockets_themselves() {
-    let (server, addr) = server_with(&[("test:ping", 64), ("test:pong", 65)]);
-    let client = client_with(&[("test:ping", 64), ("test:pong", 65)]);
-    let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
-    let (_, active) = client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
-    assert!(active, "the handshake did not complete");
+    // Only the process's first few connections are read that way, and other tests
+    // run at the same time: wait for a pair that got the places.
+    let deadline = Instant::now() + WAIT;
+    let (server, client, conn) = loop {
+        let (server, addr) = server_with(&[("test:ping", 64), ("test:pong", 65)]);
+        let client = client_with(&[("test:ping", 64), ("test:pong", 65)]);
+        let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
+        let (_, active) =
+            client.wait_until(Some(WAIT), |_, state| state.is_some_and(is_active_state));
+        assert!(active, "the handshake did not complete");
+        let served = server.connections();
+        if conn.reads_directly() && served.iter().all(Conn::reads_directly) {
+            break (server, client, conn);
+        }
+        server.stop(None);
+        assert!(Instant::now() < deadline, "no places for direct readers");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     // Requests of growing size (up to several reads' worth) and their answers, each
     // side waiting in `take` while the other sends: in order and intact.
     let mut server_conn = None;
