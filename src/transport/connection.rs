@@ -1082,10 +1082,13 @@ impl Conn {
 async fn heartbeat_loop(
     conn: Arc<Conn>,
     keepalive: Keepalive,
-    mut handshake: Option<(std::pin::Pin<&mut tokio::time::Sleep>, Duration)>,
+    mut handshake: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Duration)>,
 ) {
     let mut last_probe = Instant::now();
     loop {
+        if conn.state() >= state::ACTIVE {
+            handshake = None;
+        }
         let silence = conn.silence();
         if silence >= keepalive.timeout {
             conn.inbox.push(Event::Log {
@@ -1139,8 +1142,8 @@ async fn heartbeat_loop(
 /// timer): closes `conn` with "handshaketimeout" if it is not active `timeout` after
 /// it began; then runs the heartbeats if they were negotiated, or ends.
 async fn connection_timers(conn: Arc<Conn>, timeout: Duration) {
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
+    // Boxed: the heartbeats that may follow drop it once the handshake is done.
+    let mut deadline = Box::pin(tokio::time::sleep(timeout));
     let keepalive = conn.settings.keepalive;
     loop {
         let changed = conn.timers_wake.notified();

@@ -259,17 +259,25 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
             let mut state = shared.lock();
             (state.must_discard(&conn), state.stalled.take())
         };
+        // The rare waits are boxed: a task is as large as its largest wait, for every
+        // connection and all the time (this loop's was over 1 KiB).
         if discarding {
-            if !discard_some(&conn, &mut tcp, &mut drain).await {
+            if !Box::pin(discard_some(&conn, &mut tcp, &mut drain)).await {
                 break;
             }
             continue;
         }
         if let Some(frame) = stalled {
             let limits = shared.lock().read_limits;
-            let handled = tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                handled = conn.handle_frame_after_init(frame, limits) => handled,
+            let handled = Box::pin(async {
+                tokio::select! {
+                    () = conn.cancel.cancelled() => None,
+                    handled = conn.handle_frame_after_init(frame, limits) => Some(handled),
+                }
+            })
+            .await;
+            let Some(handled) = handled else {
+                break;
             };
             let mut state = shared.lock();
             match handled {
@@ -281,7 +289,9 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
             }
             continue;
         }
-        conn.wait_for_inbox_room().await;
+        if !conn.inbox_has_room() {
+            Box::pin(conn.wait_for_inbox_room()).await;
+        }
         shared.lock().decoder.release_if_idle();
         // Wait for data (or a frame a Python thread left stalled), without a buffer.
         let arrived = async {
@@ -290,9 +300,24 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
                 () = shared.handover.notified() => Ok(()),
             }
         };
-        let arrived = tokio::select! {
-            () = conn.cancel.cancelled() => break,
-            arrived = with_idle_timeout(&conn, settings.idle_timeout, arrived) => arrived,
+        let arrived = match settings.idle_timeout {
+            None => tokio::select! {
+                () = conn.cancel.cancelled() => break,
+                arrived = arrived => Some(arrived),
+            },
+            Some(idle) => {
+                let arrived = Box::pin(async {
+                    tokio::select! {
+                        () = conn.cancel.cancelled() => None,
+                        arrived = with_idle_timeout(&conn, Some(idle), arrived) => Some(arrived),
+                    }
+                })
+                .await;
+                match arrived {
+                    Some(arrived) => arrived,
+                    None => break,
+                }
+            }
         };
         let mut state = shared.lock();
         let read = match arrived {
@@ -471,11 +496,15 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut write
             // Not as soon as the outbox is empty: a writer catches up with a stream
             // many times a second, and allocating the buffer anew each time costs.
             let keeps_a_burst = batch.capacity() > IDLE_BATCH_CAPACITY;
+            // Boxed (like the close below): the task is as large as its largest wait,
+            // for every connection and all the time.
+            let give_back =
+                keeps_a_burst.then(|| Box::pin(tokio::time::sleep(BATCH_KEPT_WHILE_IDLE)));
             tokio::select! {
                 biased;
                 () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
                 () = outbox.take_all(&mut pending) => {}
-                () = tokio::time::sleep(BATCH_KEPT_WHILE_IDLE), if keeps_a_burst => {
+                () = async { if let Some(sleep) = give_back { sleep.await } }, if keeps_a_burst => {
                     batch = Vec::new();
                     continue;
                 }
@@ -542,10 +571,13 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut write
                 // closing first: a peer that sees end-of-stream before it has read our
                 // close packet (the original reads and dispatches on different threads)
                 // would report a closed socket instead of our reason.
-                tokio::select! {
-                    () = tokio::time::sleep(conn.settings().linger) => {}
-                    () = conn.cancel.cancelled() => {}
-                }
+                Box::pin(async {
+                    tokio::select! {
+                        () = tokio::time::sleep(conn.settings().linger) => {}
+                        () = conn.cancel.cancelled() => {}
+                    }
+                })
+                .await;
             }
             break 'run WriterEnd::Closed;
         }
