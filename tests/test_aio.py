@@ -474,3 +474,56 @@ def test_loops_that_cannot_watch_sockets_await_the_core(monkeypatch):
                     assert await client.recv(timeout=5) == ("t:echo", n)
 
     run(main())
+
+
+def _free_direct_reader_places(needed, timeout=10):
+    """Only the process's first few plain TCP connections are read by their waiting
+    thread or loop; wait until earlier tests' connections have given theirs back."""
+    assert wait_until(lambda: _core_direct_readers()[0] + needed <= _core_direct_readers()[1], timeout)
+
+
+def _core_direct_readers():
+    from peng3dnet import _core
+
+    return _core.direct_readers()
+
+
+class _PlainClient(peng3dnet.Client):
+    _reg_packets_test = packets_mixin("t:echo", cls=Packet)
+
+
+@pytest.mark.parametrize("threaded_client", [False, True], ids=["aio-client", "threaded-client"])
+def test_waiting_loops_and_threads_read_their_sockets_themselves(threaded_client):
+    """While waiting for events, an event loop (and a thread in process()) reads the
+    socket itself; the round trips come back whole and in order either way."""
+    _free_direct_reader_places(2)
+
+    async def main():
+        async with aio.start_server(("127.0.0.1", 0), packets={"t:echo": AsyncEcho}) as server:
+            if threaded_client:
+                client = _PlainClient(addr=server.address)
+                client.runAsync()
+                client.process_async()
+                client.wait_for_connection(10)
+                try:
+                    for n in range(30):
+                        client.send_message("t:echo", {"n": n, "pad": "x" * (n * 300)})
+                        _, msg = await asyncio.to_thread(client.recv, "t:echo", 5)
+                        assert msg == {"n": n, "pad": "x" * (n * 300)}
+                    stats = client.stats()
+                finally:
+                    client.stop()
+            else:
+                async with aio.connect(server.address, packets=["t:echo"]) as client:
+                    for n in range(30):
+                        await client.send("t:echo", {"n": n, "pad": "x" * (n * 300)})
+                        _, msg = await client.recv("t:echo", timeout=5)
+                        assert msg == {"n": n, "pad": "x" * (n * 300)}
+                    stats = client.peer.stats()
+            server_stats = server.peer.stats()
+        return stats, server_stats
+
+    stats, server_stats = run(main())
+    # Network threads may win a race for the data now and then, not every time.
+    assert stats["direct_reads"] > 0, stats
+    assert server_stats["direct_reads"] > 0, server_stats

@@ -25,6 +25,10 @@ def build_info() -> dict[str, str]:
 def runtime_tasks() -> Optional[int]:
     """Tasks alive on the network runtime; None before the first bind or connect."""
 
+def direct_readers() -> tuple[int, int]:
+    """Connections whose sockets waiting threads read themselves now, and the most
+    there may be (the process's first plain TCP connections)."""
+
 def packb(obj: Any) -> bytes:
     """Encode ``obj`` exactly as ``msgpack.packb(obj)`` does."""
 
@@ -139,6 +143,9 @@ class PeerCore:
         """Arm the wake-up socket; False if events are already waiting."""
     def drain_wakeup(self) -> None: ...
     def close_wakeup(self) -> None: ...
+    def watch_sockets(self) -> list[int]: ...
+    def read_watched_sockets(self) -> tuple[list[int], bool]: ...
+    def unwatch_sockets(self) -> None: ...
     def events_ready(self) -> Awaitable[None]:
         """Completes once an event is queued (or after ``interrupt``); call from the loop."""
 

@@ -236,10 +236,27 @@ class _AioPeer:
             await core.events_ready()
         elif core.arm_wakeup():  # false: events are already waiting
             self._wakeup_waiter = self._loop.create_future()
+            # The sockets of the core's first connections are watched too, and read
+            # here when data arrives: the core's network thread would otherwise read
+            # it and then wake the loop, one hand-off more per packet.
+            sockets = core.watch_sockets()
+            for sock in sockets:
+                self._loop.add_reader(sock, self._on_socket_readable, core)
             try:
                 await self._wakeup_waiter
             finally:
                 self._wakeup_waiter = None
+                for sock in sockets:
+                    self._loop.remove_reader(sock)
+                core.unwatch_sockets()
+
+    def _on_socket_readable(self, core):
+        dropped, ready = core.read_watched_sockets()
+        for sock in dropped:
+            self._loop.remove_reader(sock)
+        waiter = self._wakeup_waiter
+        if ready and waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _pump(self):
         core = self.peer._core

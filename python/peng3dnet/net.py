@@ -1251,7 +1251,8 @@ class Client(_Peer):
         ``packets_in``, ``packets_out``, ``bytes_in``, ``bytes_out`` (on the wire),
         ``payload_in``, ``payload_out`` (msgpack bodies before compression),
         ``compression_in``, ``compression_out`` (wire body bytes per payload byte; 1.0
-        without compression), ``queued_bytes`` (waiting to be sent), ``uptime``,
+        without compression), ``queued_bytes`` (waiting to be sent), ``direct_reads``
+        (socket reads done by the thread waiting for events), ``uptime``,
         ``handshake_time`` and ``rtt`` (the last round-trip estimate: from the
         handshake, then from each heartbeat) in seconds (None until known), and
         ``heartbeat`` (whether heartbeats run on the connection)."""

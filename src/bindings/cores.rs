@@ -208,6 +208,26 @@ impl PeerCore {
         self.owner.common().inbox.drain_wakeup();
     }
 
+    /// Before the loop waits (after `arm_wakeup()` returned true): the sockets it
+    /// should watch as well, reading them with `read_watched_sockets()` when readable,
+    /// until `unwatch_sockets()`.
+    fn watch_sockets(&self) -> Vec<i64> {
+        self.owner.common().inbox.watch_sockets()
+    }
+
+    /// A watched socket is readable: reads what arrived (without the GIL). Returns the
+    /// sockets to stop watching, and whether events are queued now.
+    fn read_watched_sockets(&self, py: Python<'_>) -> (Vec<i64>, bool) {
+        let inbox = self.owner.common().inbox.clone();
+        py.detach(move || inbox.read_watched_sockets())
+    }
+
+    /// The loop stopped waiting; reads what was left to it meanwhile.
+    fn unwatch_sockets(&self, py: Python<'_>) {
+        let inbox = self.owner.common().inbox.clone();
+        py.detach(move || inbox.unwatch_sockets());
+    }
+
     /// Closes the wake-up socket once the loop no longer watches it.
     fn close_wakeup(&self) {
         self.owner.common().inbox.close_wakeup();

@@ -66,6 +66,13 @@ fn runtime_tasks() -> Option<usize> {
     crate::transport::runtime::alive_tasks()
 }
 
+/// Plain TCP connections whose sockets waiting threads (or event loops) read
+/// themselves now, and how many may be (the process's first ones).
+#[pyfunction]
+fn direct_readers() -> (usize, usize) {
+    crate::transport::inbox::direct_readers()
+}
+
 // The GIL stays in use until the core has been audited for free-threaded Python.
 #[pymodule(gil_used = true)]
 #[pyo3(name = "_core")]
@@ -73,6 +80,7 @@ fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_tasks, m)?)?;
+    m.add_function(wrap_pyfunction!(direct_readers, m)?)?;
     codec::register(m)?;
     m.add_class::<connection::Connection>()?;
     m.add_class::<cores::PeerCore>()?;

@@ -26,6 +26,7 @@ pub(crate) fn add_traffic(dict: &Bound<'_, PyDict>, t: &TrafficSnapshot) -> PyRe
     dict.set_item("payload_out", t.payload_out)?;
     dict.set_item("compression_in", ratio(t.wire_body_in, t.payload_in))?;
     dict.set_item("compression_out", ratio(t.wire_body_out, t.payload_out))?;
+    dict.set_item("direct_reads", t.reads_inline)?;
     Ok(())
 }
 

@@ -138,6 +138,8 @@ pub struct Inbox {
     poll_wakeup: Wakeup,
     /// Threads waiting in `poll(2)` now; guards opening and closing `poll_wakeup`.
     pollers: Mutex<usize>,
+    /// The direct readers an event loop watches while it waits ([`Inbox::watch_sockets`]).
+    loop_watched: Mutex<Vec<Arc<Conn>>>,
 }
 
 /// Plain TCP connections of the whole process whose sockets waiting threads read
@@ -148,6 +150,16 @@ pub struct Inbox {
 /// process running a hundred clients) CPU is what runs out, and the I/O threads
 /// reading and batching for everyone does better.
 const MAX_DIRECT_READERS: usize = 8;
+
+/// Connections read directly in this process now, and the most there may be.
+pub fn direct_readers() -> (usize, usize) {
+    (
+        DIRECT_READERS_IN_PROCESS
+            .load(Ordering::SeqCst)
+            .min(MAX_DIRECT_READERS),
+        MAX_DIRECT_READERS,
+    )
+}
 
 /// Connections offered by [`Inbox::add_direct_reader`] in this process now.
 static DIRECT_READERS_IN_PROCESS: std::sync::atomic::AtomicUsize =
@@ -384,6 +396,75 @@ impl Inbox {
             return false;
         }
         true
+    }
+
+    /// For an event loop about to wait (after [`Inbox::arm_wakeup`]): marks the
+    /// sockets of the direct readers as watched, so that their reader tasks leave
+    /// arriving data to the loop, and returns their descriptors for the loop to watch
+    /// (and to call [`Inbox::read_watched_sockets`] when one is readable).
+    pub fn watch_sockets(&self) -> Vec<i64> {
+        self.unwatch_sockets();
+        let conns = self
+            .direct_readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for conn in &conns {
+            conn.set_watched(true);
+        }
+        let fds = conns.iter().map(|conn| conn.fd).collect();
+        *self.loop_watched.lock().unwrap_or_else(|p| p.into_inner()) = conns;
+        fds
+    }
+
+    /// Reads and decodes what the watched sockets hold (a loop found one readable).
+    /// Returns the descriptors the loop must stop watching (sockets that cannot be
+    /// read this way, input being dropped or the connection over, would stay readable
+    /// and keep waking the loop; their reader tasks see to them from now on) and
+    /// whether events are queued now: the loop can stop waiting at once, without a
+    /// round through the wake-up socket (which stays armed otherwise).
+    pub fn read_watched_sockets(&self) -> (Vec<i64>, bool) {
+        // Disarmed while reading: the events queued here need no wake-up byte.
+        if let Some(wakeup) = self.wakeup.get() {
+            wakeup.armed.store(false, Ordering::SeqCst);
+        }
+        let dropped = self.read_watched();
+        let ready = match self.wakeup.get() {
+            Some(wakeup) => !self.arm(wakeup),
+            None => !self.is_empty(),
+        };
+        (dropped, ready)
+    }
+
+    fn read_watched(&self) -> Vec<i64> {
+        let mut watched = self.loop_watched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dropped = Vec::new();
+        watched.retain(|conn| {
+            if conn.read_inline() {
+                while conn.read_inline() {}
+                return true;
+            }
+            if conn.is_finished() || conn.input_rejected() {
+                conn.set_watched(false);
+                dropped.push(conn.fd);
+                return false;
+            }
+            true
+        });
+        dropped
+    }
+
+    /// The loop stopped waiting: its sockets are the reader tasks' again, and whatever
+    /// they left to it meanwhile is read now.
+    pub fn unwatch_sockets(&self) {
+        let watched =
+            std::mem::take(&mut *self.loop_watched.lock().unwrap_or_else(|p| p.into_inner()));
+        for conn in &watched {
+            conn.set_watched(false);
+            if conn.take_skipped() {
+                while conn.read_inline() {}
+            }
+        }
     }
 
     /// Empties the wake-up socket (the loop found it readable).
