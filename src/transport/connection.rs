@@ -1023,11 +1023,12 @@ impl Conn {
         }
     }
 
-    /// Reads and handles what has arrived on the socket, from a Python thread that
-    /// waits for input (the GIL released), without waiting: one thread hand-off less
-    /// per received packet than going through the reader task. Returns false if it
-    /// could not (not plain TCP, the reader task is busy with the socket, input is
-    /// being dropped): the reader task then sees to the input as always.
+    /// Reads and handles what has arrived on the socket until it is empty, from a
+    /// Python thread that waits for input (the GIL released), without waiting: one
+    /// thread hand-off less per received packet than going through the reader task.
+    /// Returns false if it read nothing (nothing there, not plain TCP, the reader task
+    /// busy with the socket, input being dropped): the reader task then sees to the
+    /// input as always.
     pub fn read_inline(self: &Arc<Self>) -> bool {
         tasks::read_inline(self)
     }

@@ -441,7 +441,6 @@ impl Inbox {
         let mut dropped = Vec::new();
         watched.retain(|conn| {
             if conn.read_inline() {
-                while conn.read_inline() {}
                 return true;
             }
             if conn.is_finished() || conn.input_rejected() {
@@ -462,7 +461,7 @@ impl Inbox {
         for conn in &watched {
             conn.set_watched(false);
             if conn.take_skipped() {
-                while conn.read_inline() {}
+                conn.read_inline();
             }
         }
     }
@@ -547,6 +546,8 @@ impl Inbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // Never more than the process-wide cap; the poll array below is sized by it.
+        conns.truncate(MAX_DIRECT_READERS);
         if conns.is_empty() {
             return;
         }
@@ -592,16 +593,25 @@ impl Inbox {
                     i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
                 }
             };
-            let mut fds: Vec<libc::pollfd> = conns
+            // On the stack: this runs once per wait, often once per packet.
+            let unused = libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0,
+            };
+            let mut all_fds = [unused; MAX_DIRECT_READERS + 1];
+            let fds = &mut all_fds[..=conns.len()];
+            let watched = conns
                 .iter()
                 .map(|conn| conn.fd)
-                .chain([wake_fd])
-                .map(|fd| libc::pollfd {
+                .chain(std::iter::repeat(wake_fd));
+            for (slot, fd) in fds.iter_mut().zip(watched) {
+                *slot = libc::pollfd {
                     fd: fd as libc::c_int,
                     events: libc::POLLIN,
                     revents: 0,
-                })
-                .collect();
+                };
+            }
             for conn in conns.iter() {
                 conn.set_watched(true);
             }
@@ -634,7 +644,6 @@ impl Inbox {
                     return true;
                 }
                 let read = conn.read_inline();
-                while read && conn.read_inline() {}
                 // A socket that cannot be read here is left to its reader task (which
                 // queues what it reads and so wakes us); watching it would spin.
                 read || !readable

@@ -16,7 +16,7 @@ use super::shared_tcp::SharedTcp;
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet;
-use crate::protocol::{Frame, FrameDecoder};
+use crate::protocol::{Frame, FrameDecoder, ProtocolError};
 
 /// Frames smaller than this are copied into one buffer and written together.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -88,17 +88,33 @@ impl ReadState {
     /// allocated and freed around every small packet, by each of possibly many
     /// threads (contending in the allocator), where the reader task's few threads
     /// reuse theirs.
-    fn read_socket_now_small(&mut self) -> io::Result<usize> {
+    /// Returns the bytes read and whether they filled the space offered (then more
+    /// may be waiting).
+    fn read_socket_now_small(&mut self) -> io::Result<(usize, bool)> {
         let Some(socket) = &self.socket else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
         if !self.decoder.is_idle() {
-            return socket.read_now(self.decoder.read_buffer());
+            let buf = self.decoder.read_buffer();
+            let offered = buf.capacity() - buf.len();
+            let n = socket.read_now(buf)?;
+            return Ok((n, n == offered));
         }
         let mut small = [std::mem::MaybeUninit::<u8>::uninit(); SMALL_READ];
         let data = socket.read_now_into(&mut small)?;
         self.decoder.extend_from_slice(data);
-        Ok(data.len())
+        Ok((data.len(), data.len() == SMALL_READ))
+    }
+
+    /// Goes on after a stalled frame was handled, or broke the protocol.
+    fn resume_after_stall(&mut self, conn: &Arc<Conn>, handled: Result<(), ProtocolError>) {
+        match handled {
+            Ok(()) => self.handle_buffered(conn),
+            Err(err) => {
+                conn.protocol_error(&err);
+                self.discarding = true;
+            }
+        }
     }
 
     /// Accounts for one read into the decoder's buffer. Returns false if the stream
@@ -222,18 +238,26 @@ pub(super) fn read_inline(conn: &Arc<Conn>) -> bool {
     let Ok(mut state) = shared.state.try_lock() else {
         return false; // the reader task is reading
     };
-    if state.must_discard(conn) || state.stalled.is_some() {
-        return false;
-    }
-    let read = match state.read_socket_now_small() {
-        Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
-        read => read,
-    };
-    Traffic::add(&conn.traffic.reads_inline, 1);
-    if state.note_read(conn, read) {
+    // Until the socket is empty: the reader task may have let its readiness pass to
+    // us (see `wait_for_data`), so nobody else would read what is left. A read that
+    // did not fill its buffer emptied the socket; no extra read to find that out.
+    let mut read_any = false;
+    while !state.must_discard(conn) && state.stalled.is_none() && conn.inbox_has_room() {
+        let (read, more) = match state.read_socket_now_small() {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) => (Err(err), false),
+            Ok((n, filled)) => (Ok(n), filled),
+        };
+        read_any = true;
+        Traffic::add(&conn.traffic.reads_inline, 1);
+        if !state.note_read(conn, read) {
+            state.discarding = true;
+            break;
+        }
         state.handle_buffered(conn);
-    } else {
-        state.discarding = true;
+        if !more {
+            break;
+        }
     }
     state.decoder.release_if_idle();
     let stalled = state.stalled.is_some();
@@ -241,7 +265,24 @@ pub(super) fn read_inline(conn: &Arc<Conn>) -> bool {
     if stalled {
         shared.handover.notify_one();
     }
-    true
+    read_any
+}
+
+/// Hands a stalled frame to the handshake rules once its connection type's `init` is
+/// done; `None` if the connection was stopped first. Boxed: a task is as large as its
+/// largest wait, and this one is rare.
+async fn resume_stalled(
+    conn: &Arc<Conn>,
+    frame: Frame,
+    limits: ReadLimits,
+) -> Option<Result<(), ProtocolError>> {
+    Box::pin(async {
+        tokio::select! {
+            () = conn.cancel.cancelled() => None,
+            handled = conn.handle_frame_after_init(frame, limits) => Some(handled),
+        }
+    })
+    .await
 }
 
 /// The reader task of a plain TCP connection (see [`SharedReader`]).
@@ -269,24 +310,10 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
         }
         if let Some(frame) = stalled {
             let limits = shared.lock().read_limits;
-            let handled = Box::pin(async {
-                tokio::select! {
-                    () = conn.cancel.cancelled() => None,
-                    handled = conn.handle_frame_after_init(frame, limits) => Some(handled),
-                }
-            })
-            .await;
-            let Some(handled) = handled else {
+            let Some(handled) = resume_stalled(&conn, frame, limits).await else {
                 break;
             };
-            let mut state = shared.lock();
-            match handled {
-                Ok(()) => state.handle_buffered(&conn),
-                Err(err) => {
-                    conn.protocol_error(&err);
-                    state.discarding = true;
-                }
-            }
+            shared.lock().resume_after_stall(&conn, handled);
             continue;
         }
         if !conn.inbox_has_room() {
@@ -418,17 +445,10 @@ pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
             continue;
         }
         if let Some(frame) = state.stalled.take() {
-            let handled = tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                handled = conn.handle_frame_after_init(frame, state.read_limits) => handled,
+            let Some(handled) = resume_stalled(&conn, frame, state.read_limits).await else {
+                break;
             };
-            match handled {
-                Ok(()) => state.handle_buffered(&conn),
-                Err(err) => {
-                    conn.protocol_error(&err);
-                    state.discarding = true;
-                }
-            }
+            state.resume_after_stall(&conn, handled);
             continue;
         }
         conn.wait_for_inbox_room().await;
