@@ -69,7 +69,13 @@ def main():
 
     print(f"{args.count} messages echoed in order in {elapsed:.3f} s; median round trip {median_ms:.2f} ms")
     client.close_connection(reason="done")
-    client.wait_for_close(5)
+    try:
+        client.wait_for_close(5)
+    except peng3dnet.errors.TimedOutError:
+        # The original peng3dnet can miss this wake-up when the close lands just as the
+        # wait begins (it wakes its waiters before it marks the connection closed).
+        if client.remote_state != peng3dnet.constants.STATE_CLOSED:
+            raise
     client.stop()
 
 
