@@ -288,6 +288,24 @@ class _Peer:
         internal = pid < 64 or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
         return pid, pkt, internal
 
+    def _route(self, ptype):
+        """``(id, packet object or None, whether a SmartPacket's conditions apply)`` of a
+        packet type in any form. Names are looked up once: the registry keeps what was
+        found until it changes (registration, removal, the ids of a handshake)."""
+        if type(ptype) is not str:
+            pid, pkt, internal = self._packet_id(ptype)
+            return pid, pkt, not internal and isinstance(pkt, SmartPacket)
+        # Taken before the lookup: a change meanwhile replaces this dict, so that what is
+        # stored below, from the old maps, is not seen again.
+        routes = getattr(self.registry, "_routes", None)
+        route = routes.get(ptype) if routes is not None else None
+        if route is None:
+            pid, pkt, internal = self._packet_id(ptype)
+            route = (pid, pkt, not internal and isinstance(pkt, SmartPacket))
+            if routes is not None:
+                routes[ptype] = route
+        return route
+
     def _send_on(self, conn, pid, ptype, data, cid, check, conntype_name=None, events=None):
         """Encode and queue a packet; returns its frame (or True when the frame was not
         needed), or None if it was not sent or the other send hooks must be skipped.
@@ -299,7 +317,7 @@ class _Peer:
         packet is queued.
         """
         ct = self.conntypes.get(conn.conntype if conntype_name is None else conntype_name)
-        if ct is not None and not _is_internal_id(pid) and _overrides(ct, "send", ConnectionType):
+        if ct is not None and pid >= 64 and _overrides(ct, "send", ConnectionType):
             frame = conn.encode(pid, data)
             claimed = ct.send(frame, ptype, cid)
             if not claimed and check and not self.registry.reg_int_obj[pid]._may_send(cid):
@@ -538,11 +556,6 @@ class _RecvBuffer:
         return None
 
 
-def _is_internal_id(pid):
-    """Whether ``pid`` is an internal packet id (below 64)."""
-    return pid < 64
-
-
 def _describe(event):
     kind = event[0]
     if kind == EV_PACKET:
@@ -717,12 +730,11 @@ class Server(_Peer):
         """
         if self._debugging_send():
             self._debug("send", f"SEND {ptype} to {cid}")
-        pid, pkt, internal = self._packet_id(ptype)
+        pid, pkt, smart = self._route(ptype)
         client = self.clients.get(cid)
         conn = client.conn if client is not None else self._connection_of(cid)
-        check = not internal and client is not None and isinstance(pkt, SmartPacket)
-        events = self._events_on()
-        frame = self._send_on(conn, pid, ptype, data, cid, check, None, events)
+        events = self.peng is not None and self._events_on()
+        frame = self._send_on(conn, pid, ptype, data, cid, smart and client is not None, None, events)
         if frame is None:
             return
         if client is not None:
@@ -1210,12 +1222,14 @@ class Client(_Peer):
         server. ``cid`` is ignored. Safe to call from any thread; returns once queued."""
         if self._debugging_send():
             self._debug("send", f"SEND {ptype}")
-        self._sync_registry()
-        pid, pkt, internal = self._packet_id(ptype)
-        conn = self._connection_of()
-        check = not internal and isinstance(pkt, SmartPacket)
-        events = self._events_on()
-        if self._send_on(conn, pid, ptype, data, None, check, self.target_conntype, events) is None:
+        if self._core.table_epoch != self._table_epoch:
+            self._sync_registry()
+        pid, pkt, smart = self._route(ptype)
+        conn = self._conn
+        if conn is None:
+            conn = self._connection_of()
+        events = self.peng is not None and self._events_on()
+        if self._send_on(conn, pid, ptype, data, None, smart, self.target_conntype, events) is None:
             return
         self.on_send(ptype, data)
         if events:

@@ -20,12 +20,14 @@ class BiMap:
     ``reg_int_str``); ``m.inv`` is a live view with keys and values swapped.
     """
 
-    __slots__ = ("_fwd", "_inv", "_inverse")
+    __slots__ = ("_changed", "_fwd", "_inv", "_inverse")
 
     def __init__(self, items=None):
         self._fwd = {}
         self._inv = {}
         self._inverse = None
+        # Called after every change (a registry forgets its cached send routes).
+        self._changed = None
         if items:
             for key, value in dict(items).items():
                 self[key] = value
@@ -33,7 +35,7 @@ class BiMap:
     @classmethod
     def _view(cls, fwd, inv):
         view = cls.__new__(cls)
-        view._fwd, view._inv, view._inverse = fwd, inv, None
+        view._fwd, view._inv, view._inverse, view._changed = fwd, inv, None, None
         return view
 
     @property
@@ -43,7 +45,12 @@ class BiMap:
         if self._inverse is None:
             self._inverse = BiMap._view(self._inv, self._fwd)
             self._inverse._inverse = self
+            self._inverse._changed = self._changed
         return self._inverse
+
+    def _notify(self):
+        if self._changed is not None:
+            self._changed()
 
     def __getitem__(self, key):
         return self._fwd[key]
@@ -56,10 +63,12 @@ class BiMap:
             del self._inv[self._fwd[key]]
         self._fwd[key] = value
         self._inv[value] = key
+        self._notify()
 
     def __delitem__(self, key):
         value = self._fwd.pop(key)
         del self._inv[value]
+        self._notify()
 
     def __contains__(self, key):
         return key in self._fwd
@@ -113,11 +122,45 @@ class BaseRegistry:
     def __init__(self, objtype=None):
         if objtype is not None:
             self.objtype = objtype
+        self._routes = {}
         self.reg_int_obj = BiMap()
         self.reg_int_str = BiMap()
         self.nextid = 64
         self.idlock = threading.Lock()
         self._listeners = []
+
+    # The two maps are properties so that replacing one (as _adopt_ids does, or an app
+    # reaching into the registry) also drops the cached send routes.
+    @property
+    def reg_int_obj(self):
+        """id -> object (a :class:`BiMap`; ``.inv`` maps objects to ids)."""
+        return self._reg_int_obj
+
+    @reg_int_obj.setter
+    def reg_int_obj(self, bimap):
+        self._reg_int_obj = self._watched(bimap)
+
+    @property
+    def reg_int_str(self):
+        """id -> name (a :class:`BiMap`; ``.inv`` maps names to ids)."""
+        return self._reg_int_str
+
+    @reg_int_str.setter
+    def reg_int_str(self, bimap):
+        self._reg_int_str = self._watched(bimap)
+
+    def _watched(self, bimap):
+        if isinstance(bimap, BiMap):
+            bimap._changed = self._forget_routes
+            if bimap._inverse is not None:
+                bimap._inverse._changed = self._forget_routes
+        self._forget_routes()
+        return bimap
+
+    def _forget_routes(self):
+        # A new dict rather than clear(): a sender that looked up the routes before the
+        # change and stores what it computed from the old maps stores into the old dict.
+        self._routes = {}
 
     def getNewID(self):
         """Return an unused id, counting up from 64."""

@@ -216,6 +216,35 @@ def test_hooks_are_called(net):
     assert wait_until(lambda: [c for c in calls if c[:2] == ("server", "send")])
 
 
+def test_sends_by_name_follow_registry_changes(net):
+    # A send by name must use what the registry holds at that moment, however often
+    # the name was sent before (peng3dnet-rs keeps looked-up names until a change).
+    _, client = echo_pair(net)
+    registry = client.registry
+    echo_id = registry.getID("test:echo")
+    old = client.test_packets["test:echo"]
+    client.send_message("test:echo", "first")
+    assert wait_until(lambda: ("first", None) in old.received)
+
+    registry.deleteObj("test:echo")
+    with pytest.raises(KeyError):
+        client.send_message("test:echo", "gone")
+
+    new = Recorder(registry, client)
+    registry.register(new, "test:echo", echo_id)
+    client.send_message("test:echo", "second")
+    assert ("second", None) in new.sent
+    assert ("second", None) not in old.sent
+    assert wait_until(lambda: ("second", None) in new.received)
+
+    # Renaming an id in the two-way map directly is seen too.
+    registry.reg_int_str[echo_id] = "test:renamed"
+    with pytest.raises(KeyError):
+        client.send_message("test:echo", "old name")
+    client.send_message("test:renamed", "third")
+    assert wait_until(lambda: ("third", None) in new.received)
+
+
 @pytest.mark.ours_only
 def test_server_on_send_gets_the_message_object(net):
     # Documented: "msg will be the Python object that has been encoded"; the original
