@@ -84,6 +84,20 @@ def test_idle_peers_stay_connected_through_heartbeats_and_time_round_trips(net):
     assert wait_until(lambda: client.test_packets["test:echo"].received == [("still here", None)])
 
 
+def test_heartbeats_and_handshake_deadlines_take_no_task_per_connection(net):
+    server = net.server(ReasonServer, cfg=dict(FAST))
+    net.port(server)  # heartbeats run over the network only
+    net.client(server, ReasonClient, cfg=dict(FAST))  # the runtime and timer queue run
+    before = _core.runtime_tasks()
+    clients = [net.client(server, ReasonClient, cfg=dict(FAST)) for _ in range(5)]
+    assert wait_until(lambda: len(server.clients) == 6)
+    assert all(client.stats()["heartbeat"] for client in clients)
+    # Both ends of each connection are in this process: a reader and a writer task
+    # each. The timers are entries in one queue (a task per connection's timers would
+    # make this 30).
+    assert _core.runtime_tasks() - before <= 4 * len(clients)
+
+
 def test_silent_client_that_offered_heartbeats_is_closed_with_timeout(net):
     server = net.server(ReasonServer, cfg=dict(FAST))
     with socket.create_connection(("127.0.0.1", net.port(server))) as raw:

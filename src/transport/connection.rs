@@ -26,6 +26,7 @@ use super::inbox::{Event, Inbox, LogLevel};
 use super::outbox::Outbox;
 use super::shared_tcp::SharedTcp;
 use super::tasks;
+use super::timers::{self, Timer};
 use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
 use crate::peer::handshake::Action;
 use crate::peer::table::PacketTable;
@@ -184,13 +185,8 @@ pub struct Conn {
     rtt_us: AtomicU64,
     /// Requests awaiting the answer that times a round trip.
     probes: Mutex<Probes>,
-    /// Heartbeats were negotiated and are running.
+    /// Heartbeats were negotiated and are running (see [`Conn::timer_due`]).
     heartbeat_on: AtomicBool,
-    /// Whether the timer task ([`connection_timers`]) still runs; under this lock it
-    /// decides to end, and `start_heartbeat` whether to hand it the heartbeats.
-    timers_running: Mutex<bool>,
-    /// Wakes the timer task: the state changed, or heartbeats were started.
-    timers_wake: Notify,
     /// When the last frame was queued or written, in microseconds since `started`.
     last_send_us: AtomicU64,
     /// The socket, for writing directly from the sending thread when nothing is queued
@@ -435,8 +431,6 @@ impl Conn {
             rtt_us: AtomicU64::new(UNKNOWN),
             probes: Mutex::new(Probes::default()),
             heartbeat_on: AtomicBool::new(false),
-            timers_running: Mutex::new(false),
-            timers_wake: Notify::new(),
             last_send_us: AtomicU64::new(0),
             shared_reader: direct
                 .as_ref()
@@ -458,11 +452,11 @@ impl Conn {
         }
         tokio::spawn(tasks::write_loop(conn.clone(), writer));
         if let Some(timeout) = conn.settings.handshake_timeout {
-            *conn
-                .timers_running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = true;
-            tokio::spawn(connection_timers(conn.clone(), timeout));
+            timers::schedule(
+                &conn,
+                conn.started + timeout,
+                Timer::HandshakeDeadline { timeout },
+            );
         }
         conn
     }
@@ -490,7 +484,6 @@ impl Conn {
     /// Sets the state (from the handshake rules or from Python).
     pub fn set_state(self: &Arc<Self>, value: u32) {
         self.state.store(value, Ordering::SeqCst);
-        self.timers_wake.notify_one();
         self.role.status_changed(self);
     }
 
@@ -982,21 +975,61 @@ impl Conn {
     /// Starts probing the peer every keepalive interval and closing the connection with
     /// "timeout" once nothing has arrived for the keepalive timeout.
     fn start_heartbeat(self: &Arc<Self>) {
-        let Some(keepalive) = self.settings.keepalive else {
+        if self.settings.keepalive.is_none() {
             return;
-        };
+        }
         if self.heartbeat_on.swap(true, Ordering::SeqCst) {
             return;
         }
-        let timers_running = self
-            .timers_running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if *timers_running {
-            // The timer task goes on with the heartbeats once the handshake is done.
-            self.timers_wake.notify_one();
-        } else {
-            super::runtime::runtime().spawn(heartbeat_loop(self.clone(), keepalive, None));
+        let now = Instant::now();
+        timers::schedule(self, now, Timer::Heartbeat { last_probe: now });
+    }
+
+    /// Does what `timer` came due for; returns the follow-up timer, if any.
+    ///
+    /// Heartbeats: a connection from which nothing (probe answers included) has
+    /// arrived for the keepalive timeout is closed with "timeout"; otherwise the peer
+    /// is probed every interval.
+    pub(super) fn timer_due(self: &Arc<Self>, timer: Timer) -> Option<(Instant, Timer)> {
+        if self.is_closing() || self.cancel.is_cancelled() {
+            return None;
+        }
+        match timer {
+            Timer::HandshakeDeadline { timeout } => {
+                handshake_expired(self, timeout);
+                None
+            }
+            Timer::Heartbeat { mut last_probe } => {
+                let keepalive = self.settings.keepalive?;
+                let silence = self.silence();
+                if silence >= keepalive.timeout {
+                    self.inbox.push(Event::Log {
+                        conn: self.clone(),
+                        level: LogLevel::Info,
+                        message: format!(
+                            "closing connection {} from {}: nothing received for {silence:?}",
+                            self.cid, self.peer_addr
+                        ),
+                    });
+                    self.close(Some(reason::TIMEOUT.to_owned()));
+                    return None;
+                }
+                let now = Instant::now();
+                if now.duration_since(last_probe) >= keepalive.interval {
+                    last_probe = now;
+                    let seq = {
+                        let mut probes = self.probes();
+                        let seq = probes.next_heartbeat;
+                        probes.next_heartbeat += 1;
+                        probes.heartbeat = Some((seq, last_probe));
+                        seq
+                    };
+                    self.send_heartbeat(&Value::map([("ping", Value::UInt(seq))]));
+                }
+                let until_probe = (last_probe + keepalive.interval).saturating_duration_since(now);
+                let wait = until_probe.min(keepalive.timeout - silence);
+                Some((now + wait, Timer::Heartbeat { last_probe }))
+            }
         }
     }
 
@@ -1071,111 +1104,6 @@ impl Conn {
             .take();
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
-        }
-    }
-}
-
-/// Probes the peer of `conn` every interval; closes the connection with "timeout" when
-/// nothing (probe answers included) has arrived for the timeout.
-///
-/// `handshake`: a handshake deadline still to watch (heartbeats may start before the
-/// handshake completes) and its length, for the message.
-async fn heartbeat_loop(
-    conn: Arc<Conn>,
-    keepalive: Keepalive,
-    mut handshake: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Duration)>,
-) {
-    let mut last_probe = Instant::now();
-    loop {
-        if conn.state() >= state::ACTIVE {
-            handshake = None;
-        }
-        let silence = conn.silence();
-        if silence >= keepalive.timeout {
-            conn.inbox.push(Event::Log {
-                conn: conn.clone(),
-                level: LogLevel::Info,
-                message: format!(
-                    "closing connection {} from {}: nothing received for {silence:?}",
-                    conn.cid, conn.peer_addr
-                ),
-            });
-            conn.close(Some(reason::TIMEOUT.to_owned()));
-            return;
-        }
-        let until_probe = keepalive.interval.saturating_sub(last_probe.elapsed());
-        let wait = until_probe.min(keepalive.timeout - silence);
-        let deadline = async {
-            match handshake.as_mut() {
-                Some((deadline, _)) => deadline.as_mut().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = deadline => {
-                if let Some((_, timeout)) = handshake.take() {
-                    if handshake_expired(&conn, timeout) {
-                        return;
-                    }
-                }
-            }
-            () = conn.cancel.cancelled() => return,
-        }
-        if conn.is_closing() {
-            return;
-        }
-        if last_probe.elapsed() >= keepalive.interval {
-            last_probe = Instant::now();
-            let seq = {
-                let mut probes = conn.probes();
-                let seq = probes.next_heartbeat;
-                probes.next_heartbeat += 1;
-                probes.heartbeat = Some((seq, last_probe));
-                seq
-            };
-            conn.send_heartbeat(&Value::map([("ping", Value::UInt(seq))]));
-        }
-    }
-}
-
-/// A connection's timers, in one task (one task less per connection than a task per
-/// timer): closes `conn` with "handshaketimeout" if it is not active `timeout` after
-/// it began; then runs the heartbeats if they were negotiated, or ends.
-async fn connection_timers(conn: Arc<Conn>, timeout: Duration) {
-    // Boxed: the heartbeats that may follow drop it once the handshake is done.
-    let mut deadline = Box::pin(tokio::time::sleep(timeout));
-    let keepalive = conn.settings.keepalive;
-    loop {
-        let changed = conn.timers_wake.notified();
-        let heartbeats = keepalive.filter(|_| conn.heartbeat_on.load(Ordering::SeqCst));
-        if let Some(keepalive) = heartbeats {
-            // Heartbeats started, maybe before the handshake completed: they run
-            // here, watching the deadline until then.
-            let handshake = (conn.state() < state::ACTIVE).then_some((deadline, timeout));
-            drop(changed);
-            heartbeat_loop(conn, keepalive, handshake).await;
-            return;
-        }
-        if conn.state() >= state::ACTIVE {
-            let mut running = conn
-                .timers_running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !conn.heartbeat_on.load(Ordering::SeqCst) {
-                // From now on `start_heartbeat` spawns the heartbeats itself.
-                *running = false;
-                return;
-            }
-            continue;
-        }
-        tokio::select! {
-            () = &mut deadline => {
-                handshake_expired(&conn, timeout);
-                return;
-            }
-            () = changed => {}
-            () = conn.cancel.cancelled() => return,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! * [`connection`]: one connection's shared state, sending and closing.
 //! * `tasks`: the reader and writer task of each connection.
 //! * `outbox`: the queue of frames between a connection's senders and its writer.
+//! * `timers`: handshake deadlines and heartbeats of all connections, in one queue.
 //! * `shared_tcp`: a TCP stream that the reader, the writer and direct senders share.
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
@@ -41,6 +42,7 @@ pub mod runtime;
 pub mod server;
 mod shared_tcp;
 mod tasks;
+mod timers;
 pub mod tls;
 
 #[cfg(test)]
