@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Event, Inbox, LogLevel};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Pushed, StreamWriter};
 use super::shared_tcp::SharedTcp;
 use super::tasks;
 use super::timers::{self, Timer};
@@ -439,6 +439,10 @@ impl Conn {
             settings,
         });
         conn.inbox.push(Event::Connected(conn.clone()));
+        // No writer task until something is queued (see `outbox`): replies and
+        // handshake packets are mostly written directly by their senders.
+        let parked = conn.outbox.park(Box::new(writer));
+        debug_assert!(parked.is_none(), "a new outbox held items");
         let start = conn.role.start(&conn);
         conn.apply(start);
         if conn.shared_reader.is_some() {
@@ -450,7 +454,6 @@ impl Conn {
         } else {
             tokio::spawn(tasks::read_loop(conn.clone(), reader));
         }
-        tokio::spawn(tasks::write_loop(conn.clone(), writer));
         if let Some(timeout) = conn.settings.handshake_timeout {
             timers::schedule(
                 &conn,
@@ -646,12 +649,38 @@ impl Conn {
             self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
             return false;
         }
-        if !self.outbox.push(Outbound::Frame(frame)) {
+        if !self.push_outbound(Outbound::Frame(frame)) {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             return false;
         }
         self.count_queued(full_len, payload_len);
         true
+    }
+
+    /// Queues `item` for the writer, starting a writer task if the last one parked;
+    /// false if the writer has ended.
+    fn push_outbound(self: &Arc<Self>, item: Outbound) -> bool {
+        match self.outbox.push(item) {
+            Pushed::Refused => false,
+            Pushed::Queued => true,
+            Pushed::StartWriter(writer) => {
+                self.start_writer(writer);
+                true
+            }
+        }
+    }
+
+    fn start_writer(self: &Arc<Self>, writer: StreamWriter) {
+        super::runtime::runtime().spawn(tasks::write_loop(self.clone(), writer));
+    }
+
+    /// The reader task has ended (and cancelled the connection): a parked writer is
+    /// started so that it ends too, as a running one does.
+    pub(super) fn reader_ended(self: &Arc<Self>) {
+        if let Some(writer) = self.outbox.unpark() {
+            self.start_writer(writer);
+        }
+        self.task_ended();
     }
 
     fn count_queued(&self, frame_len: usize, payload_len: usize) {
@@ -711,7 +740,7 @@ impl Conn {
             .intended_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-        let queued = self.outbox.push(Outbound::Close(reason.clone()));
+        let queued = self.push_outbound(Outbound::Close(reason.clone()));
         drop(order);
         self.write_progress.notify_waiters();
         if !queued {

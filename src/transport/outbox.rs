@@ -4,24 +4,45 @@
 //! connection's outbox allocates nothing (an unbounded channel keeps a block of 32
 //! slots, about 1.3 KiB, for every connection from its first message on, which is most
 //! of a connection's memory on a server with thousands of them).
+//!
+//! A writer with nothing to write for a while parks its stream here and ends its task;
+//! the next push hands the stream back to be written by a new task. An idle
+//! connection (most of a server's, most of the time: replies are written directly by
+//! the sender) then costs no writer task.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
+use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
 use super::connection::Outbound;
 
+/// The write half of a connection's stream, as its writer holds it.
+pub(crate) type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// Queued items and whether the writer still takes them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Items {
     queue: VecDeque<Outbound>,
-    /// The writer task has ended: nothing more is accepted.
+    /// The writer has ended: nothing more is accepted.
     closed: bool,
+    /// The stream of a writer that parked (see the module documentation).
+    parked: Option<StreamWriter>,
+}
+
+/// What [`Outbox::push`] did.
+pub(crate) enum Pushed {
+    /// The writer has ended: the item was dropped.
+    Refused,
+    /// Queued for the running writer.
+    Queued,
+    /// Queued; the writer had parked: start one with this stream.
+    StartWriter(StreamWriter),
 }
 
 /// The queue between a connection's senders and its writer task.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Outbox {
     items: Mutex<Items>,
     /// Wakes the writer task (one permit is kept if it is not waiting).
@@ -35,16 +56,35 @@ impl Outbox {
         self.items.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `item`; false (and `item` dropped) once the writer has ended.
-    pub(crate) fn push(&self, item: Outbound) -> bool {
+    /// Queues `item` (see [`Pushed`]).
+    pub(crate) fn push(&self, item: Outbound) -> Pushed {
         let mut items = self.lock();
         if items.closed {
-            return false;
+            return Pushed::Refused;
         }
         items.queue.push_back(item);
+        if let Some(writer) = items.parked.take() {
+            return Pushed::StartWriter(writer);
+        }
         drop(items);
         self.ready.notify_one();
-        true
+        Pushed::Queued
+    }
+
+    /// An idle writer leaves its stream here and may end; if something was queued
+    /// meanwhile, the stream is handed back to be written.
+    pub(crate) fn park(&self, writer: StreamWriter) -> Option<StreamWriter> {
+        let mut items = self.lock();
+        if !items.queue.is_empty() || items.closed {
+            return Some(writer);
+        }
+        items.parked = Some(writer);
+        None
+    }
+
+    /// Takes the parked stream, if the writer parked (to end the connection's writer).
+    pub(crate) fn unpark(&self) -> Option<StreamWriter> {
+        self.lock().parked.take()
     }
 
     /// Moves everything queued to the end of `into` (which the writer keeps between
@@ -89,6 +129,7 @@ impl Outbox {
         let mut items = self.lock();
         items.closed = true;
         items.queue = VecDeque::new();
+        items.parked = None;
     }
 }
 
@@ -119,11 +160,11 @@ mod tests {
             .unwrap();
         let mut taken = VecDeque::new();
         for byte in 0..100 {
-            assert!(outbox.push(frame(byte)));
+            assert!(matches!(outbox.push(frame(byte)), Pushed::Queued));
         }
         runtime.block_on(outbox.take_all(&mut taken));
         for byte in 100..150 {
-            assert!(outbox.push(frame(byte)));
+            assert!(matches!(outbox.push(frame(byte)), Pushed::Queued));
         }
         assert!(
             outbox.try_take_all(&mut taken),
@@ -133,7 +174,10 @@ mod tests {
         assert_eq!(bytes, (0..150).collect::<Vec<u8>>());
         assert!(!outbox.try_take_all(&mut taken));
         outbox.close();
-        assert!(!outbox.push(frame(1)), "a closed outbox took an item");
+        assert!(
+            matches!(outbox.push(frame(1)), Pushed::Refused),
+            "a closed outbox took an item"
+        );
         assert!(outbox.is_empty());
     }
 
@@ -153,9 +197,28 @@ mod tests {
             })
         };
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(outbox.push(frame(7)));
+        assert!(matches!(outbox.push(frame(7)), Pushed::Queued));
         let (capacity, byte) = runtime.block_on(waiter).unwrap();
         assert_eq!(byte, 7);
         assert!(capacity < 1024, "the idle writer kept its large queue");
+    }
+
+    #[test]
+    fn a_parked_writer_is_handed_back_by_the_next_push_only() {
+        let outbox = Outbox::default();
+        let stream = || -> StreamWriter { Box::new(tokio::io::sink()) };
+        assert!(
+            outbox.park(stream()).is_none(),
+            "an idle writer could not park"
+        );
+        assert!(matches!(outbox.push(frame(1)), Pushed::StartWriter(_)));
+        assert!(matches!(outbox.push(frame(2)), Pushed::Queued));
+        // Something is queued: parking hands the stream back.
+        assert!(outbox.park(stream()).is_some());
+        let mut taken = VecDeque::new();
+        assert!(outbox.try_take_all(&mut taken));
+        assert!(outbox.park(stream()).is_none());
+        assert!(outbox.unpark().is_some());
+        assert!(outbox.unpark().is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! The two tasks of a connection: the reader (bytes -> frames -> handshake rules and
-//! inbox) and the writer (outbox -> socket, small frames batched into one write).
-//! Either ending cancels the other; see [`super::connection`] for the close protocol.
+//! inbox) and the writer (outbox -> socket, small frames batched into one write; it
+//! runs only while there is something to write, see `outbox`). Either ending cancels
+//! the other; see [`super::connection`] for the close protocol.
 
 use std::collections::VecDeque;
 use std::io;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use super::connection::{Conn, Outbound, Settings, Traffic};
+use super::outbox::StreamWriter;
 use super::shared_tcp::SharedTcp;
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::{ReadLimits, Value};
@@ -25,11 +27,9 @@ const BATCH_LIMIT: usize = 64 * 1024;
 /// `ReadState::read_socket_now_small`).
 const SMALL_READ: usize = 8 * 1024;
 
-/// Batch buffer a writer keeps while its connection is idle.
-const IDLE_BATCH_CAPACITY: usize = 4 * 1024;
-
-/// How long a writer with nothing to write keeps a larger batch buffer.
-const BATCH_KEPT_WHILE_IDLE: Duration = Duration::from_secs(1);
+/// How long a writer with nothing to write runs on before it parks its stream and
+/// ends (giving back its batch buffer): far longer than the pauses within a stream.
+const WRITER_IDLE: Duration = Duration::from_millis(100);
 
 /// A stream the reader task reads from. One that can tell when data has arrived
 /// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
@@ -368,7 +368,7 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
         state.handle_buffered(&conn);
     }
     conn.cancel.cancel();
-    conn.task_ended();
+    conn.reader_ended();
 }
 
 /// Waits until the socket has data for the reader task to read. Data that arrives
@@ -477,7 +477,7 @@ pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
         }
     }
     conn.cancel.cancel();
-    conn.task_ended();
+    conn.reader_ended();
 }
 
 /// Why the writer stopped.
@@ -504,30 +504,29 @@ async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u
     written
 }
 
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(conn: Arc<Conn>, mut writer: W) {
+/// Writes what is queued; after [`WRITER_IDLE`] with nothing to write, parks the stream
+/// in the outbox and ends (the next push starts a new writer).
+pub(super) async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
     let outbox = &conn.outbox;
     // Taken from the outbox a whole burst at a time.
     let mut pending = VecDeque::new();
-    // Grows to what the batches need (at most a little over BATCH_LIMIT); given back
-    // once the connection has had nothing to write for a while.
+    // Grows to what the batches need (at most a little over BATCH_LIMIT); kept while
+    // the writer runs: it catches up with a stream many times a second, and
+    // allocating the buffer anew each time costs.
     let mut batch: Vec<u8> = Vec::new();
     let end = 'run: loop {
         if pending.is_empty() {
-            // Not as soon as the outbox is empty: a writer catches up with a stream
-            // many times a second, and allocating the buffer anew each time costs.
-            let keeps_a_burst = batch.capacity() > IDLE_BATCH_CAPACITY;
-            // Boxed (like the close below): the task is as large as its largest wait,
-            // for every connection and all the time.
-            let give_back =
-                keeps_a_burst.then(|| Box::pin(tokio::time::sleep(BATCH_KEPT_WHILE_IDLE)));
             tokio::select! {
                 biased;
                 () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
                 () = outbox.take_all(&mut pending) => {}
-                () = async { if let Some(sleep) = give_back { sleep.await } }, if keeps_a_burst => {
-                    batch = Vec::new();
-                    continue;
-                }
+                () = tokio::time::sleep(WRITER_IDLE) => match outbox.park(writer) {
+                    None => return,
+                    Some(handed_back) => {
+                        writer = handed_back;
+                        continue;
+                    }
+                },
             }
         }
         let Some(mut item) = pending.pop_front() else {
