@@ -1,6 +1,7 @@
 """TLS over real loopback sockets: the `net.ssl.*` options, the security levels each setup
 reaches, and fast, clear failures for every way a TLS setup can be wrong."""
 
+import os
 import time
 
 import pytest
@@ -72,6 +73,25 @@ def test_pinned_self_signed_certificate(net, pki):
     big = {"blob": "x" * 300_000, "n": list(range(1000))}  # compressed, many TLS records
     client.test_packets["test:echo"].received.clear()
     assert echo(server, client, big) == big
+
+
+def test_large_messages_are_not_left_in_the_tls_buffer(net, pki):
+    # A TLS stream keeps the tail of what it encrypted until the socket has room; the
+    # writer must flush it, not leave it for the next packet. Without heartbeats (off
+    # here) nothing else would ever be written: the echo would never arrive.
+    quiet = {"net.keepalive.enabled": False, "net.limits.max_frame": 1 << 26}
+    server = net.server(EchoServer, cfg=server_cfg(pki, "self_signed", **quiet))
+    client = connect(
+        net,
+        server,
+        client_cfg(**{"net.ssl.server.certfile": pki["self_signed"], **quiet}),
+    )
+    received = client.test_packets["test:echo"].received
+    for round_trip in range(6):
+        payload = os.urandom(8 << 20)  # incompressible: sent as it is
+        client.send_message("test:echo", payload)
+        assert wait_until(lambda n=round_trip: len(received) > n, timeout=5), f"round trip {round_trip}"
+        assert received[-1][0] == payload
 
 
 def test_ca_signed_certificate_with_hostname_check(net, pki):

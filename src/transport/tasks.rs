@@ -480,6 +480,15 @@ pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
     conn.reader_ended();
 }
 
+/// Sends what the stream still buffers; false if that failed or the connection was
+/// cancelled meanwhile.
+async fn flush<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W) -> bool {
+    tokio::select! {
+        () = conn.cancel.cancelled() => false,
+        result = writer.flush() => result.is_ok(),
+    }
+}
+
 /// Why the writer stopped.
 enum WriterEnd {
     /// Cancelled, or every sender is gone.
@@ -575,6 +584,13 @@ pub(super) async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
         let ok = write_all(&conn, &mut writer, &batch).await;
         written(batch.len());
         if !ok {
+            break 'run WriterEnd::Failed;
+        }
+        // A TLS stream takes the plaintext and may keep the tail of the records it made
+        // (up to its buffer limit) until the socket has room; only a flush (or the next
+        // write) sends them. Without this, the end of a large message waited for the
+        // next packet, a heartbeat seconds later. Plain sockets flush at no cost.
+        if pending.is_empty() && close.is_none() && !flush(&conn, &mut writer).await {
             break 'run WriterEnd::Failed;
         }
         if let Some(reason) = close {
