@@ -638,14 +638,11 @@ impl Conn {
             // The peer is not reading what we send: waiting for it would let memory
             // grow without bound, and a close packet could not get through either.
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
-            self.inbox.push(Event::Log {
-                conn: self.clone(),
-                level: LogLevel::Warning,
-                message: format!(
-                    "dropping connection {} from {}: it does not read ({queued} bytes waiting)",
-                    self.cid, self.peer_addr
-                ),
-            });
+            self.log_end(
+                LogLevel::Warning,
+                "dropping",
+                format_args!("it does not read ({queued} bytes waiting)"),
+            );
             self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
             return false;
         }
@@ -802,15 +799,21 @@ impl Conn {
 
     /// Closes the connection because its peer broke the protocol.
     pub(super) fn protocol_error(self: &Arc<Self>, err: &ProtocolError) {
+        self.log_end(LogLevel::Warning, "closing", err);
+        self.close(Some(format!("protocolerror: {err}")));
+    }
+
+    /// Tells the log why the connection ends: "`{what}` connection `cid` from `addr`:
+    /// `why`".
+    fn log_end(self: &Arc<Self>, level: LogLevel, what: &str, why: impl std::fmt::Display) {
         self.inbox.push(Event::Log {
             conn: self.clone(),
-            level: LogLevel::Warning,
+            level,
             message: format!(
-                "closing connection {} from {}: {err}",
+                "{what} connection {} from {}: {why}",
                 self.cid, self.peer_addr
             ),
         });
-        self.close(Some(format!("protocolerror: {err}")));
     }
 
     // --- connection types whose init runs in Python ---------------------------------
@@ -1025,21 +1028,25 @@ impl Conn {
         }
         match timer {
             Timer::HandshakeDeadline { timeout } => {
-                handshake_expired(self, timeout);
+                if self.state() < state::ACTIVE {
+                    self.log_end(
+                        LogLevel::Info,
+                        "closing",
+                        format_args!("no handshake within {timeout:?}"),
+                    );
+                    self.close(Some(reason::HANDSHAKE_TIMEOUT.to_owned()));
+                }
                 None
             }
             Timer::Heartbeat { mut last_probe } => {
                 let keepalive = self.settings.keepalive?;
                 let silence = self.silence();
                 if silence >= keepalive.timeout {
-                    self.inbox.push(Event::Log {
-                        conn: self.clone(),
-                        level: LogLevel::Info,
-                        message: format!(
-                            "closing connection {} from {}: nothing received for {silence:?}",
-                            self.cid, self.peer_addr
-                        ),
-                    });
+                    self.log_end(
+                        LogLevel::Info,
+                        "closing",
+                        format_args!("nothing received for {silence:?}"),
+                    );
                     self.close(Some(reason::TIMEOUT.to_owned()));
                     return None;
                 }
@@ -1135,24 +1142,6 @@ impl Conn {
             self.role.gone(self);
         }
     }
-}
-
-/// Closes `conn` with "handshaketimeout" unless it became active meanwhile; whether
-/// it did close.
-fn handshake_expired(conn: &Arc<Conn>, timeout: Duration) -> bool {
-    let expired = !conn.is_closing() && conn.state() < state::ACTIVE;
-    if expired {
-        conn.inbox.push(Event::Log {
-            conn: conn.clone(),
-            level: LogLevel::Info,
-            message: format!(
-                "closing connection {} from {}: no handshake within {timeout:?}",
-                conn.cid, conn.peer_addr
-            ),
-        });
-        conn.close(Some(reason::HANDSHAKE_TIMEOUT.to_owned()));
-    }
-    expired
 }
 
 /// The OS handle of a socket, for Python's `fileno()` (-1 where there is none).
