@@ -30,15 +30,15 @@ for that peer.
 import asyncio
 import collections
 import inspect
-import logging
 
 from . import errors, net
+from ._logs import LazyLogger
 from .constants import CONNTYPE_CLASSIC
 from .packet import Packet, SmartPacket
 
 __all__ = ["AioClient", "AioServer", "connect", "start_server"]
 
-_log = logging.getLogger("peng3dnet.aio")
+_log = LazyLogger("peng3dnet.aio")
 
 
 # --- packets ---------------------------------------------------------------------------

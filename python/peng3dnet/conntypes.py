@@ -5,6 +5,7 @@ A connection type must be registered under the same name on the server and the c
 client id (``None`` on the client side).
 """
 
+from . import version  # noqa: F401 (reachable as peng3dnet.conntypes.version, as in the original)
 from .constants import *  # noqa: F403
 
 __all__ = ["ClassicConnectionType", "ConnectionType"]

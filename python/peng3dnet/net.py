@@ -9,14 +9,18 @@ calls :meth:`~Server.process` (or in :meth:`~Server.process_async`'s thread).
 """
 
 import collections
+import importlib
 import logging
 import socket
 import struct
 import threading
 import time
 
-from . import _core, errors, util
+# conntypes, packet, registry and version are imported as modules too: apps reach them
+# as peng3dnet.net.packet.SmartPacket and so on, as they could in the original.
+from . import _core, conntypes, errors, packet, registry, util, version  # noqa: F401
 from ._config import Config
+from ._logs import LazyLogger
 from .conntypes import ClassicConnectionType, ConnectionType
 from .constants import *  # noqa: F403
 from .constants import (
@@ -46,7 +50,41 @@ STRUCT_HEADER = struct.Struct(STRUCT_FORMAT_HEADER)
 STRUCT_LENGTH32 = struct.Struct(STRUCT_FORMAT_LENGTH32)
 """Precompiled ``struct`` of the length prefix."""
 
-_log = logging.getLogger("peng3dnet.net")
+_log = LazyLogger("peng3dnet.net")
+
+HAVE_SSL = True
+"""Whether TLS is available: always, the native core has its own (rustls)."""
+
+_MSGPACK_TYPE = "msgpack-python"  # the original's name for its encoder; ours is byte-identical
+
+# Names the original's module held for its own use: the modules it imported and its
+# Python 2 shims. Apps reach a few of them (``peng3dnet.net.ssl``, ``basestring``); the
+# modules are imported when first asked for, so that importing peng3dnet stays cheap.
+unicode = str
+basestring = (str, bytes)
+_COMPAT_MODULES = {
+    "Queue": "queue",
+    "msgpack": "msgpack",
+    "selectors": "selectors",
+    "ssl": "ssl",
+    "sys": "sys",
+    "warnings": "warnings",
+    "zlib": "zlib",
+}
+_COMPAT_BUILTINS = {"bytes": bytes, "str": str}
+
+
+def __getattr__(name):
+    if name in _COMPAT_MODULES:
+        return importlib.import_module(_COMPAT_MODULES[name])
+    if name in _COMPAT_BUILTINS:
+        return _COMPAT_BUILTINS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_COMPAT_MODULES, *_COMPAT_BUILTINS})
+
 
 _INTERNAL_PACKETS = (
     ("peng3dnet:internal.hello", _internal.HelloPacket, 1),
@@ -276,15 +314,15 @@ class _Peer:
 
     def _packet_id(self, ptype):
         """(id, packet object or None, whether internal) of a packet type in any form."""
-        registry = self.registry
-        if type(ptype) is str and type(registry) is PacketRegistry:
+        reg = self.registry
+        if type(ptype) is str and type(reg) is PacketRegistry:
             # The common case (a name, the library's own registry), without the
             # method calls of getID: the same lookups and the same KeyError.
-            pid = registry.reg_int_str._inv[ptype]
+            pid = reg.reg_int_str._inv[ptype]
             internal = pid < 64 or ptype.startswith("peng3dnet:")
-            return pid, registry.reg_int_obj._fwd.get(pid), internal
-        pid = registry.getID(ptype)
-        pkt = registry.reg_int_obj.get(pid)
+            return pid, reg.reg_int_obj._fwd.get(pid), internal
+        pid = reg.getID(ptype)
+        pkt = reg.reg_int_obj.get(pid)
         internal = pid < 64 or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
         return pid, pkt, internal
 
@@ -506,14 +544,14 @@ class _Peer:
         (length,) = STRUCT_LENGTH32.unpack_from(buffer)
         if len(buffer) < 4 + length:
             return None
-        packet = bytes(buffer[4 : 4 + length])
+        frame = bytes(buffer[4 : 4 + length])
         del buffer[: 4 + length]
-        return packet
+        return frame
 
     def _receive_data(self, data, cid):
         self._inject_buffer(cid).extend(data)
-        while (packet := self._take_injected_packet(cid)) is not None:
-            self.receive_packet(packet, cid)
+        while (frame := self._take_injected_packet(cid)) is not None:
+            self.receive_packet(frame, cid)
 
     def _debug(self, kind, text):
         if self.cfg[f"net.debug.print.{kind}"]:
@@ -597,6 +635,8 @@ class Server(_Peer):
         self.clients = {}
         self._sock_lock = threading.Lock()
         self._is_bound = False
+        # The original's selector loop; the native core serves the sockets instead.
+        self.selector = None
 
     def bind(self):
         """Create the listening socket. Later calls do nothing.
@@ -708,9 +748,9 @@ class Server(_Peer):
     def process_single_packet(self, client):
         """Hand one complete packet of the bytes fed to ``client`` (a ClientOnServer) via
         :meth:`receive_data` to :meth:`receive_packet`, if there is one."""
-        packet = self._take_injected_packet(client.cid)
-        if packet is not None:
-            self.receive_packet(packet, client.cid)
+        frame = self._take_injected_packet(client.cid)
+        if frame is not None:
+            self.receive_packet(frame, client.cid)
 
     def receive_packet(self, data, cid):
         """Queue one raw packet (header and body, no length prefix) from connection ``cid``
@@ -953,6 +993,33 @@ class Server(_Peer):
         _log.warning("ignoring packet with unknown id %s from client %s", pid, cid)
 
 
+def _ssl_state(seclevel):
+    return "handshake" if seclevel == SSLSEC_NONE else "connected"
+
+
+class WriteQueue:
+    """``ClientOnServer.write_queue``: the frames waiting to be sent to a client.
+
+    In the original this was a deque of encoded frames that its I/O loop wrote. Here
+    the native core holds them; this view keeps the two uses apps have for it:
+    ``append(frame)`` queues an encoded frame (length prefix, header, body) after
+    everything already queued, and ``len()`` is how much is waiting, in bytes (the core
+    writes frames in batches, so it counts bytes, not frames).
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def append(self, frame):
+        """Queue an encoded frame; returns False if the connection is closing."""
+        return self._conn.queue(bytes(frame))
+
+    def __len__(self):
+        return self._conn.queued_bytes
+
+
 class ClientOnServer:
     """One connection as the server sees it; subclass it and pass ``clientcls`` to the
     server to keep per-client data and override the ``on_*`` hooks.
@@ -998,6 +1065,17 @@ class ClientOnServer:
         """``SSLSEC_*`` level of the connection."""
         conn = self.__dict__.get("conn")
         return conn.ssl_seclevel if conn is not None else SSLSEC_NONE
+
+    @property
+    def ssl_state(self):
+        """``"connected"`` once a TLS handshake completed, else ``"handshake"`` (as in
+        the original, also for connections without TLS)."""
+        return _ssl_state(self.ssl_seclevel)
+
+    @property
+    def write_queue(self):
+        """What waits to be sent to this client (see :class:`WriteQueue`)."""
+        return WriteQueue(self.conn)
 
     def close(self, reason=None):
         """Close the connection at once, without telling the client why (see
@@ -1052,6 +1130,8 @@ class Client(_Peer):
         self._table_epoch = 0
         self._sock_lock = threading.Lock()
         self._is_connected = False
+        # The original's selector loop; the native core serves the socket instead.
+        self.selector = None
 
     # --- state ---------------------------------------------------------------------
 
@@ -1086,6 +1166,12 @@ class Client(_Peer):
         """``SSLSEC_*`` level of the connection."""
         conn = self.__dict__.get("_conn")
         return conn.ssl_seclevel if conn is not None else SSLSEC_NONE
+
+    @property
+    def ssl_state(self):
+        """``"connected"`` once a TLS handshake completed, else ``"handshake"`` (as in
+        the original, also for connections without TLS)."""
+        return _ssl_state(self.ssl_seclevel)
 
     def _connection_of(self, cid=None):
         if self._conn is None:
@@ -1249,9 +1335,9 @@ class Client(_Peer):
     def process_single_packet(self, client=None):
         """Hand one complete packet of the bytes fed via :meth:`receive_data` to
         :meth:`receive_packet`, if there is one. ``client`` is ignored."""
-        packet = self._take_injected_packet(None)
-        if packet is not None:
-            self.receive_packet(packet)
+        frame = self._take_injected_packet(None)
+        if frame is not None:
+            self.receive_packet(frame)
 
     def receive_packet(self, data, cid=None):
         """Queue one raw packet (header and body, no length prefix) for :meth:`process`.

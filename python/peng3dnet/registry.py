@@ -7,10 +7,14 @@ and an object (a :class:`~peng3dnet.packet.Packet` instance). ``getID``/``getNam
 
 import threading
 
-from . import errors
+from . import errors, packet  # noqa: F401 (packet: reachable as peng3dnet.registry.packet)
 from .packet import Packet
 
 __all__ = ["BaseRegistry", "PacketRegistry"]
+
+HAVE_BIDICT = True
+"""Kept from the original, where the registries needed the ``bidict`` package; ours has
+its own two-way map (:class:`BiMap`), so registries are always available."""
 
 
 class BiMap:

@@ -21,6 +21,7 @@ import threading
 import time
 
 from .. import conntypes, errors, net, version
+from ..constants import *  # noqa: F403 (the original exports every constant from here too)
 from ..constants import CONNTYPE_PING, MODE_PING, STATE_ACTIVE
 
 __all__ = [
@@ -92,7 +93,7 @@ class PingConnectionType(conntypes.ConnectionType):
         answer.update(self.getPingData(msg, cid))
         return answer
 
-    def send(self, data, pid, cid):
+    def send(self, msg, pid, cid):
         """Only pings and pongs may be sent on a ping connection."""
         if pid == PING_ID:
             self.peer.mode = MODE_PING
@@ -135,42 +136,50 @@ class PingableClientMixin:
     server accepted the connection type. Each client keeps its own answer.
     """
 
+    _pingdata = None
+    """The message the ping carries (see :meth:`setPingData`)."""
+
+    _pongdata = None
+    """The server's answer, once it arrived."""
+
+    _ping_sent = None  # perf_counter() when the ping was sent
+    _pong_received = None  # ... and when the answer arrived
+    _ping_closed = None  # the close reason, if the connection ended
+
+    @property
+    def _pong_condition(self):
+        """Notified when the answer arrives or the connection closes; one per client (the
+        original kept a single one on the class for every client, its bug 8)."""
+        cond = self.__dict__.get("_pong_cond")
+        if cond is None:
+            cond = self.__dict__.setdefault("_pong_cond", threading.Condition())
+        return cond
+
     def _reg_conntypes_ping(self):
         self.addConnType(CONNTYPE_PING, PingConnectionType(self))
-
-    def _ping_state(self):
-        state = self.__dict__.get("_ping_info")
-        if state is None:
-            state = self.__dict__.setdefault(
-                "_ping_info", {"data": {}, "pong": None, "sent": None, "cond": threading.Condition()}
-            )
-        return state
 
     def setPingData(self, d):
         """Set the message the ping will carry (replacing an earlier one). A ``"time"``
         key is set to the time of sending."""
-        self._ping_state()["data"] = dict(d)
+        self._pingdata = dict(d)
 
     def _ping(self):
-        state = self._ping_state()
-        msg = dict(state["data"])
+        msg = dict(self._pingdata or {})
         msg["time"] = time.time()
-        state["sent"] = time.perf_counter()
+        self._ping_sent = time.perf_counter()
         self.send_message(PING_ID, msg)
 
     def _pong(self, data):
-        state = self._ping_state()
-        with state["cond"]:
-            state["pong"] = data
-            state["received"] = time.perf_counter()
-            state["cond"].notify_all()
+        with self._pong_condition:
+            self._pongdata = data
+            self._pong_received = time.perf_counter()
+            self._pong_condition.notify_all()
 
     def on_close(self, reason=None):
         # A connection that ends without a pong wakes wait_for_pong early.
-        state = self._ping_state()
-        with state["cond"]:
-            state["closed"] = reason if reason is not None else "closed"
-            state["cond"].notify_all()
+        with self._pong_condition:
+            self._ping_closed = reason if reason is not None else "closed"
+            self._pong_condition.notify_all()
         super().on_close(reason)
 
     def wait_for_pong(self, timeout=None):
@@ -178,20 +187,19 @@ class PingableClientMixin:
 
         Raises :class:`~peng3dnet.errors.FailedPingError` if none arrives in time or the
         connection closes without one."""
-        state = self._ping_state()
-        with state["cond"]:
-            state["cond"].wait_for(lambda: state["pong"] is not None or "closed" in state, timeout)
-            if state["pong"] is not None:
-                return state["pong"]
-            if "closed" in state:
-                raise errors.FailedPingError(f"the connection closed without an answer ({state['closed']})")
+        cond = self._pong_condition
+        with cond:
+            cond.wait_for(lambda: self._pongdata is not None or self._ping_closed is not None, timeout)
+            if self._pongdata is not None:
+                return self._pongdata
+            if self._ping_closed is not None:
+                raise errors.FailedPingError(f"the connection closed without an answer ({self._ping_closed})")
             raise errors.FailedPingError(f"no answer to the ping within {timeout} seconds")
 
     def _ping_round_trip(self):
-        state = self._ping_state()
-        if state.get("sent") is None or state.get("received") is None:
+        if self._ping_sent is None or self._pong_received is None:
             return None
-        return state["received"] - state["sent"]
+        return self._pong_received - self._ping_sent
 
 
 class _PingClient(PingableClientMixin, net.Client):

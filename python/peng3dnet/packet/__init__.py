@@ -9,6 +9,7 @@ mode, connection type, TLS level) that a packet must meet to be sent or handled.
 import inspect
 
 from .. import errors
+from ..constants import *  # noqa: F403 (the original exports every constant from here too)
 from ..constants import SIDE_CLIENT, SIDE_SERVER, SSLSEC_NONE, STATE_ACTIVE
 
 __all__ = ["Packet", "PrintPacket", "SmartPacket"]

@@ -12,6 +12,8 @@ answers with :class:`HandshakeAcceptPacket`. :class:`CloseConnectionPacket` may 
 at any time by either side and carries the close reason.
 """
 
+from .. import version  # noqa: F401 (reachable as peng3dnet.packet.internal.version)
+from ..constants import *  # noqa: F403 (the original exports every constant from here too)
 from ..constants import (
     CONNTYPE_NOTSET,
     SIDE_CLIENT,
