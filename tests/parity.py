@@ -6,6 +6,8 @@ below hold the reviewed intentional ones, each with its reason.
 """
 
 import fnmatch
+import json
+import re
 
 # --- surface: names of the original that peng3dnet-rs does not have, on purpose -------
 #
@@ -131,4 +133,136 @@ def compare_surface(reference, ours):
                 continue
             if name not in have:
                 problems.append(f"instance attribute: {path}")
+    return problems
+
+
+# --- calls: which overridable methods each implementation calls ----------------------
+#
+# peers/call_trace.py runs the same flows under both implementations with every method
+# of the library wrapped; compare_calls() lists each call (method and arguments) that
+# one made a different number of times than the other. These differences are intended.
+# Each entry: (flows it applies to, "missing" (the original makes the call, ours does
+# not) or "extra" (the other way), fnmatch pattern of the call as JSON, reason).
+_OWN_CLOSE = (
+    "the original's client never reports a close it asked for itself with its reason (its "
+    "close_connection does not reach on_close; it may report the server's hang-up as "
+    "socketclose). Ours reports the reason it sent"
+)
+_BUG_18 = (
+    "REFERENCE bug 18: the original's server reports its own close_connection reason as None "
+    "(close() without it, on_close(None), the close event); ours reports the reason"
+)
+_STOP = (
+    "stop() ends the connections here (the original's left its sockets open until the "
+    "process ended, so it reported no close): ours reports clientstop / serverstop, and "
+    "a server sees a stopped client hang up (close(None), as the original reports a hang-up)"
+)
+_PING = (
+    "the original's pingServer closes with close_connection('pingcomplete'), the reason in "
+    "the place of the cid, so that its close packet carries none; ours sends pingcomplete, "
+    "and stops its client once it has the answer (the original left it running)"
+)
+_SERVER_CLOSE_NONE = (
+    '["server", "sendEvent", ["peng3dnet:server.connection.close", {"client": "<conn>", "reason": null}]*'
+)
+
+CALLS_ALLOWED = [
+    (
+        "*",
+        "extra",
+        '["client", "on_connect", *',
+        "REFERENCE bug 19: the original never calls Client.on_connect",
+    ),
+    ("echo smartpacket", "missing", '["client", *"socketclose"*', _OWN_CLOSE),
+    ("echo", "extra", '["client", *"bye"*', _OWN_CLOSE),
+    ("smartpacket", "extra", '["client", *"smartpacketinvalid"*', _OWN_CLOSE),
+    ("server_close shutdown", "missing", '["c*", *, [*null*', _BUG_18),
+    ("server_close shutdown", "missing", '["conn", "close", [], {}]', _BUG_18),
+    ("server_close shutdown", "missing", _SERVER_CLOSE_NONE, _BUG_18),
+    ("server_close", "extra", '[*"kick"*', _BUG_18),
+    ("shutdown", "extra", '[*"maintenance"*', _BUG_18),
+    (
+        "server_close shutdown",
+        "missing",
+        '["client", *"socketclose"*',
+        "after the server's close packet the original's client runs close() again for the hang-up "
+        "that follows (on_close once, with whichever reason came first); ours once, with the reason",
+    ),
+    ("*", "extra", '[*"clientstop"*', _STOP),
+    ("*", "extra", '[*"serverstop"*', _STOP),
+    ("custom_conntype own_registry", "extra", _SERVER_CLOSE_NONE, _STOP),
+    ("custom_conntype own_registry", "extra", '["conn", "*close", [null], {}]', _STOP),
+    ("ping", "missing", '[*"reason": null*', _PING),
+    ("ping", "missing", '["client", "close_connection", ["pingcomplete"], {}]', _PING),
+    ("ping", "missing", '["c*", "*close", [null], {}]', _PING),
+    ("ping", "extra", '[*"pingcomplete"*', _PING),
+    ("ping", "extra", '["client", "stop"*', _PING),
+    ("ping", "extra", '["client", "join"*', _PING),
+    ("ping", "extra", '["client", "interrupt"]', _PING),
+    ("ping", "extra", '["client", "sendEvent", "peng3dnet:client.interrupt"]', _PING),
+    ("ping", "extra", '["client", "sendEvent", ["peng3dnet:client.stop"*', _PING),
+]
+
+# Calls whose number depends on timing in both implementations: compared as "made at
+# all" rather than counted. receive_data's argument is what one socket read returned
+# (the original read 1 KiB at a time), so only that it was called is compared.
+_TIMING_METHODS = {"process", "process_forever", "interrupt", "pump_write_buffer"}
+
+
+def _call_key(call):
+    role, method, args, kwargs = call
+    if _timing_only(call):
+        # How often, and with which waits, is up to each loop: only that it ran counts.
+        return json.dumps([role, method, *args[:1]] if method == "sendEvent" else [role, method])
+    text = json.dumps([role, method, args, kwargs], sort_keys=True)
+    # ours offers heartbeats in hello and settype (an extension the original ignores).
+    return re.sub(r', "rs\.[a-z_]+": "<float>"', "", text)
+
+
+def _timing_only(call):
+    _, method, args, _ = call
+    if method in _TIMING_METHODS or method == "receive_data":
+        return True
+    return method == "sendEvent" and bool(args) and str(args[0]).endswith(".interrupt")
+
+
+def _call_allowed(flow, kind, key):
+    for flows, allowed_kind, pattern, _ in CALLS_ALLOWED:
+        if allowed_kind != kind or (flows != "*" and flow not in flows.split()):
+            continue
+        # Only * is a wildcard: the brackets of the JSON text are meant literally.
+        if fnmatch.fnmatchcase(key, pattern.replace("[", "[[]")):
+            return True
+    return False
+
+
+def compare_calls(reference, ours):
+    """Every call one implementation made a different number of times than the other,
+    flow by flow, that CALLS_ALLOWED does not explain. Only methods the original has
+    are compared (ours has private helpers of its own)."""
+    problems = []
+    methods = {call[1] for flow in reference.values() for call in flow["calls"]}
+    for flow in sorted(reference):
+        mine = ours.get(flow)
+        if mine is None:
+            problems.append(f"{flow}: not run under ours")
+            continue
+        for name, result in (("the original", reference[flow]), ("ours", mine)):
+            if result["error"]:
+                problems.append(f"{flow}: failed under {name}: {result['error']}")
+        counted, seen = {}, {}
+        for side, calls in (("ref", reference[flow]["calls"]), ("ours", mine["calls"])):
+            for call in calls:
+                if call[1] not in methods:
+                    continue
+                table = seen if _timing_only(call) else counted
+                entry = table.setdefault(_call_key(call), {"ref": 0, "ours": 0})
+                entry[side] += 1
+        for table, exact in ((counted, True), (seen, False)):
+            for key, n in sorted(table.items()):
+                if (n["ref"] == n["ours"]) if exact else (bool(n["ref"]) == bool(n["ours"])):
+                    continue
+                kind = "missing" if n["ref"] > n["ours"] else "extra"
+                if not _call_allowed(flow, kind, key):
+                    problems.append(f"{flow}: {kind} (original {n['ref']}, ours {n['ours']}): {key}")
     return problems

@@ -85,11 +85,15 @@ def test_idle_peers_stay_connected_through_heartbeats_and_time_round_trips(net):
 
 
 def test_an_idle_connection_costs_one_task_per_end(net):
-    server = net.server(ReasonServer, cfg=dict(FAST))
+    # Heartbeats further apart than a writer task's idle time (100 ms): a probe and a
+    # reply sent close together go through a writer task, which then parks between
+    # heartbeats (with FAST's 50 ms, writers could stay busy for the whole wait).
+    cfg = {"net.keepalive.interval": 0.3, "net.keepalive.timeout": 1.5}
+    server = net.server(ReasonServer, cfg=dict(cfg))
     net.port(server)  # heartbeats run over the network only
-    net.client(server, ReasonClient, cfg=dict(FAST))  # the runtime and timer queue run
+    net.client(server, ReasonClient, cfg=dict(cfg))  # the runtime and timer queue run
     before = _core.runtime_tasks()
-    clients = [net.client(server, ReasonClient, cfg=dict(FAST)) for _ in range(5)]
+    clients = [net.client(server, ReasonClient, cfg=dict(cfg)) for _ in range(5)]
     assert wait_until(lambda: len(server.clients) == 6)
     assert all(client.stats()["heartbeat"] for client in clients)
     # Both ends of each connection are in this process. While writing, each end has a

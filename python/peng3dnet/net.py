@@ -11,6 +11,7 @@ calls :meth:`~Server.process` (or in :meth:`~Server.process_async`'s thread).
 import collections
 import importlib
 import logging
+import selectors
 import socket
 import struct
 import threading
@@ -38,9 +39,9 @@ from .constants import (
     STRUCT_FORMAT_HEADER,
     STRUCT_FORMAT_LENGTH32,
 )
-from .packet import SmartPacket
+from .packet import Packet, SmartPacket
 from .packet import internal as _internal
-from .registry import PacketRegistry
+from .registry import BaseRegistry, PacketRegistry
 
 __all__ = ["STRUCT_HEADER", "STRUCT_LENGTH32", "Client", "ClientOnServer", "Server"]
 
@@ -139,9 +140,23 @@ def _keepalive_settings(cfg):
     }
 
 
+_CLASS_OVERRIDES = {}
+
+
 def _overrides(obj, name, base):
-    """Whether ``obj``'s ``name`` method differs from ``base``'s (or is set on the object)."""
-    return name in getattr(obj, "__dict__", ()) or getattr(type(obj), name, None) is not getattr(base, name)
+    """Whether ``obj``'s ``name`` method is not ``base``'s: set on the object itself (apps
+    assign hooks on instances) or overridden by its class (asked once per class).
+
+    The original calls its overridable methods on every occasion; peng3dnet-rs skips a
+    call only where this says the method is the library's own, whose effect it then
+    has by other means."""
+    if name in getattr(obj, "__dict__", ()):
+        return True
+    key = (type(obj), name, base)
+    found = _CLASS_OVERRIDES.get(key)
+    if found is None:
+        found = _CLASS_OVERRIDES[key] = getattr(type(obj), name, None) is not getattr(base, name)
+    return found
 
 
 class _ConntypeTable(dict):
@@ -216,6 +231,7 @@ class _Peer:
         self.run = True
         self.conntypes = _ConntypeTable(self._core)
         self.registry = PacketRegistry()
+        self.selector = None  # the original's selector loop; the native core serves the sockets
         self._init_lock = threading.RLock()
         self._is_initialized = False
         self._is_started = False
@@ -225,6 +241,21 @@ class _Peer:
         # Counts threads inside process_forever(); waits that depend on dispatch use it.
         self._process_loops = 0
         self._dispatch_cond = threading.Condition()
+
+    @property
+    def registry(self):
+        """The packet registry. Apps may replace it (in ``__init__``, as with the
+        original): the native core then follows the new one."""
+        return self._registry
+
+    @registry.setter
+    def registry(self, reg):
+        old = self.__dict__.get("_registry")
+        if old is not None and hasattr(old, "_remove_listener"):
+            old._remove_listener(self._core)
+        self._registry = reg
+        if hasattr(reg, "_add_listener"):
+            reg._add_listener(self._core)
 
     def _normalize(self, addr, port):
         if self._memory_name is not None:
@@ -327,50 +358,107 @@ class _Peer:
         return pid, pkt, internal
 
     def _route(self, ptype):
-        """``(id, packet object or None, whether a SmartPacket's conditions apply)`` of a
-        packet type in any form. Names are looked up once: the registry keeps what was
-        found until it changes (registration, removal, the ids of a handshake)."""
+        """``(id, packet object or None)`` of a packet type in any form. Names are looked
+        up once: the registry keeps what was found until it changes (registration,
+        removal, the ids of a handshake)."""
         if type(ptype) is not str:
-            pid, pkt, internal = self._packet_id(ptype)
-            return pid, pkt, not internal and isinstance(pkt, SmartPacket)
+            return self._packet_id(ptype)[:2]
         # Taken before the lookup: a change meanwhile replaces this dict, so that what is
         # stored below, from the old maps, is not seen again.
         routes = getattr(self.registry, "_routes", None)
         route = routes.get(ptype) if routes is not None else None
         if route is None:
-            pid, pkt, internal = self._packet_id(ptype)
-            route = (pid, pkt, not internal and isinstance(pkt, SmartPacket))
+            route = self._packet_id(ptype)[:2]
             if routes is not None:
                 routes[ptype] = route
         return route
 
-    def _send_on(self, conn, pid, ptype, data, cid, check, conntype_name=None, events=None):
-        """Encode and queue a packet; returns its frame (or True when the frame was not
-        needed), or None if it was not sent or the other send hooks must be skipped.
+    def _registry_overridden(self):
+        """Whether the registry's ``getInt``/``getObj`` are an app's own: then they are
+        asked on every send and receive, as the original does."""
+        reg = self.registry
+        return _overrides(reg, "getInt", BaseRegistry) or _overrides(reg, "getObj", BaseRegistry)
 
-        A connection type that overrides ``send`` sees the frame before anything else
-        and may claim the packet (return True): then it is sent without consulting the
-        registry's packet object, as in the original (the ping type's raw ids rely on
-        this). Otherwise a SmartPacket's conditions are checked (``check``) before the
-        packet is queued.
-        """
-        ct = self.conntypes.get(conn.conntype if conntype_name is None else conntype_name)
-        if ct is not None and pid >= 64 and _overrides(ct, "send", ConnectionType):
-            frame = conn.encode(pid, data)
-            claimed = ct.send(frame, ptype, cid)
-            if not claimed and check and not self.registry.reg_int_obj[pid]._may_send(cid):
-                return None
-            if not conn.queue(frame):
-                _log.debug("packet %s on a closing connection dropped", ptype)
-                return None
-            return None if claimed else frame
-        if check and not self.registry.reg_int_obj[pid]._may_send(cid):
-            return None
-        frame = conn.send(pid, data, self._events_on() if events is None else events)
+    def _lookup(self, ptype):
+        """``(id, packet object or None)`` for sending ``ptype``: the registry's
+        ``getInt``; the object is looked up later (:meth:`_packet_object`)."""
+        if self._registry_overridden():
+            return self.registry.getInt(ptype), None
+        return self._route(ptype)
+
+    def _packet_object(self, ptype, pkt):
+        """The packet object whose ``_send`` runs for ``ptype`` (``registry.getObj``)."""
+        if pkt is None and self._registry_overridden():
+            return self.registry.getObj(ptype)
+        return pkt
+
+    def _events_needed(self):
+        """Whether ``sendEvent`` must be called: events are on, or the app's own
+        ``sendEvent`` receives them (the original always calls it)."""
+        return (self.peng is not None and self._events_on()) or _overrides(self, "sendEvent", _Peer)
+
+    # Set while the dispatch replays a packet the native core sent on its own (the
+    # handshake's, see _replay_sent) through an app's send_message: (message, frame,
+    # thread). The library's send_message then runs the hooks without sending again.
+    _replaying = None
+
+    def _replayed_frame(self, data):
+        """The frame of ``data`` if this call of send_message is such a replay, else None."""
+        replay = self._replaying
+        if replay is not None and replay[0] is data and replay[2] == threading.get_ident():
+            return replay[1]
+        return None
+
+    def _replay_sent(self, name, msg, frame, cid):
+        """Report a packet the core sent on its own (hello, handshake, accept...) through
+        ``send_message`` if the app overrides it, as the original sent these packets."""
+        self._replaying = (msg, frame, threading.get_ident())
+        try:
+            if cid is None:
+                self.send_message(name, msg)
+            else:
+                self.send_message(name, msg, cid)
+        finally:
+            self._replaying = None
+
+    def _transmit(self, conn, pid, ptype, data, pkt, want_frame):
+        """Encode and queue a packet; returns its frame if ``want_frame`` (else True), or
+        None if it was not queued. The close packet closes the connection gracefully:
+        what was queued before it is sent first."""
+        if pid == _CLOSE_PID:
+            conn.close(data.get("reason") if isinstance(data, dict) else None)
+            return self._codec().encode(pid, data) if want_frame else True
+        if (
+            isinstance(pkt, SmartPacket)
+            and pkt.min_sslsec_level > SSLSEC_NONE
+            and conn.ssl_seclevel < pkt.min_sslsec_level
+        ):
+            # The original sent it anyway and only ran invalid_action; a packet that asks
+            # for encryption never goes out in the clear here (invalid_action still runs).
+            _log.warning("packet %s not sent: the connection is below its min_sslsec_level", ptype)
+            return self._codec().encode(pid, data) if want_frame else True
+        frame = conn.send(pid, data, want_frame)
         if frame is False:
             _log.debug("packet %s on a closing connection dropped", ptype)
             return None
         return frame
+
+    def _codec(self, fresh=False):
+        """A frame codec with this peer's limits, for frames made (uncompressed) or read
+        in Python; ``fresh``: a new one, whose decoder holds nothing yet."""
+        codec = None if fresh else self.__dict__.get("_frame_codec")
+        if codec is None:
+            settings = self._settings()
+            codec = _core.FrameCodec(
+                compress=False,
+                max_frame_len=settings["max_frame_len"],
+                max_inflated_len=settings["max_inflated_len"],
+                max_depth=settings["max_depth"],
+                max_container_len=settings["max_container_len"],
+            )
+            if not fresh:
+                self._frame_codec = codec
+        return codec
 
     # --- processing ----------------------------------------------------------------
 
@@ -418,19 +506,32 @@ class _Peer:
     def _before_dispatch(self):
         pass
 
+    def _await_closing(self):
+        pass
+
     # Settings the per-packet path needs, read once per batch of events (see
     # _read_batch_settings) instead of once per packet.
     _debug_recv = False
     _events_now = False
     _conntype_receives = True
     _packets_by_id = {}
+    _custom_registry = False
+    _raw_receive = False
 
     def _read_batch_settings(self):
         by_id = self.registry.reg_int_obj
         # The plain dict behind the registry's two-way map: one C-level lookup per packet.
         self._packets_by_id = getattr(by_id, "_fwd", by_id)
+        self._custom_registry = self._registry_overridden()
         self._debug_recv = bool(self.cfg["net.debug.print.recv"])
-        self._events_now = self._events_on()
+        self._events_now = self._events_needed()
+        # An app that overrides the original's byte-level receive methods gets every
+        # packet through them (see _replay_received).
+        base = Server if isinstance(self, Server) else Client
+        self._raw_receive = any(
+            _overrides(self, name, base)
+            for name in ("receive_data", "process_single_packet", "receive_packet")
+        )
         # Only connection types that override receive() (the ping extension's) can
         # claim a packet; without any, no packet needs its connection type looked up.
         self._conntype_receives = any(
@@ -444,7 +545,9 @@ class _Peer:
         try:
             while self.run:
                 self.process(wait=True, timeout=0.5)
-            # Dispatch what arrived up to the stop (the last packets, the closes).
+            # Dispatch what arrived up to the stop (the last packets, the closes), and
+            # the end of a close this peer had started, which stop() lets complete.
+            self._await_closing()
             self.process()
         finally:
             with self._dispatch_cond:
@@ -527,31 +630,76 @@ class _Peer:
         self._core.interrupt()
         self.sendEvent(f"{self._event_prefix}.interrupt", {})
 
-    # --- injecting raw input (compatibility) -----------------------------------------
+    # --- the original's byte-level receive path ---------------------------------------
     #
-    # In the original these three methods are its socket plumbing. Here the native core
-    # reads the sockets; the methods remain as a way to feed bytes to a connection by
-    # hand, as if they had arrived on it (tests, replays, custom transports).
+    # In the original, bytes read from a socket went through receive_data ->
+    # process_single_packet -> receive_packet into the queue that process() dispatched.
+    # Here the native core reads and decodes the sockets. An app that overrides one of
+    # these methods gets every packet through them all the same, as a frame, in the
+    # thread that calls process() (see _replay_received). Called directly, they feed
+    # bytes to a connection as if they had arrived on it.
+
+    # While a received packet is replayed: (cid, packet bytes, pid, flags, msg, thread).
+    _replaying_in = None
 
     def _inject_buffer(self, cid):
         buffers = self.__dict__.setdefault("_injected", {})
         return buffers.setdefault(cid, bytearray())
 
+    @staticmethod
+    def _frame_buffered(buffer):
+        return len(buffer) >= 4 and len(buffer) >= 4 + STRUCT_LENGTH32.unpack_from(buffer)[0]
+
     def _take_injected_packet(self, cid):
         buffer = self._inject_buffer(cid)
-        if len(buffer) < 4:
+        if not self._frame_buffered(buffer):
             return None
         (length,) = STRUCT_LENGTH32.unpack_from(buffer)
-        if len(buffer) < 4 + length:
-            return None
         frame = bytes(buffer[4 : 4 + length])
         del buffer[: 4 + length]
         return frame
 
-    def _receive_data(self, data, cid):
-        self._inject_buffer(cid).extend(data)
-        while (frame := self._take_injected_packet(cid)) is not None:
-            self.receive_packet(frame, cid)
+    def _feed(self, data, cid, take_one):
+        """What ``receive_data`` does: buffer ``data``, then ``take_one()`` (that is,
+        ``process_single_packet``) while a whole frame is buffered."""
+        buffer = self._inject_buffer(cid)
+        buffer.extend(data)
+        while self._frame_buffered(buffer):
+            before = len(buffer)
+            take_one()
+            if len(buffer) == before:
+                break  # an override that took nothing waits for more data
+
+    def _replay_received(self, cid, pid, flags, msg):
+        """Hand a received packet to the app's ``receive_data`` as a frame; the library's
+        ``receive_packet`` at the end of that path dispatches it (:meth:`_packet_arrived`)."""
+        frame = self._codec().encode(pid, msg)
+        self._replaying_in = (cid, frame[4:], pid, flags, msg, threading.get_ident())
+        try:
+            if cid is None:
+                self.receive_data(frame)
+            else:
+                self.receive_data(frame, cid)
+        finally:
+            self._replaying_in = None
+
+    def _packet_arrived(self, data, cid):
+        """What ``receive_packet`` does with one packet (header and body): a packet being
+        replayed is dispatched now (decoded again if the app changed its bytes); any other
+        is queued for :meth:`process` as if it had been read from the connection."""
+        replay = self._replaying_in
+        if replay is not None and replay[0] == cid and replay[5] == threading.get_ident():
+            if data == replay[1]:
+                pid, flags, msg = replay[2:5]
+            else:
+                decoder = self._codec(fresh=True)
+                decoded = decoder.feed(STRUCT_LENGTH32.pack(len(data)) + bytes(data))
+                if not decoded:
+                    raise errors.ProtocolError("receive_packet was given an incomplete packet")
+                ((pid, flags, msg),) = decoded
+            self._deliver(cid, pid, flags, msg)
+            return
+        self._connection_of(cid).inject(bytes(data))
 
     def _debug(self, kind, text):
         if self.cfg[f"net.debug.print.{kind}"]:
@@ -627,7 +775,6 @@ class Server(_Peer):
     def __init__(self, peng=None, addr=None, clientcls=None, cfg=None):
         self._core = _core.ServerCore()
         self._setup(peng, cfg, addr, "net.server.addr")
-        self.registry._add_listener(self._core)
         self.is_client = False
         self.is_server = True
         self.side = SIDE_SERVER
@@ -635,8 +782,8 @@ class Server(_Peer):
         self.clients = {}
         self._sock_lock = threading.Lock()
         self._is_bound = False
-        # The original's selector loop; the native core serves the sockets instead.
-        self.selector = None
+        # Client ids given by an app's genCID where they differ from the core's.
+        self._app_cids = {}
 
     def bind(self):
         """Create the listening socket. Later calls do nothing.
@@ -670,16 +817,17 @@ class Server(_Peer):
             self._is_bound = True
         self.sendEvent("peng3dnet:server.bind", {"addr": tuple(self.addr)})
 
-    def runBlocking(self, selector=None):
+    def runBlocking(self, selector=selectors.DefaultSelector):
         """Initialize, bind and serve until :meth:`stop` is called.
 
         ``selector`` is accepted for compatibility and ignored: the native core does its
         own waiting."""
-        if not self._start():
+        # runAsync has started everything already when its thread gets here.
+        if threading.current_thread() is not self._run_thread and not self._start():
             return
         self._stopped.wait()
 
-    def runAsync(self, selector=None):
+    def runAsync(self, selector=selectors.DefaultSelector):
         """Like :meth:`runBlocking`, in a daemon thread named ``peng3dnet Server Thread``.
 
         Binding happens before this method returns, so a bind error is raised here and
@@ -687,7 +835,7 @@ class Server(_Peer):
         if not self._start():
             return
         self._run_thread = threading.Thread(
-            name="peng3dnet Server Thread", target=self._stopped.wait, daemon=True
+            name="peng3dnet Server Thread", target=self.runBlocking, args=[selector], daemon=True
         )
         self._run_thread.start()
 
@@ -736,14 +884,22 @@ class Server(_Peer):
             self.join(max(remaining, 0))
 
     def genCID(self):
-        """A client id never used before by this server."""
+        """A client id never used before by this server.
+
+        Called once for each accepted connection (as in the original): an override may
+        give its own ids, which then stand for the connection everywhere."""
+        accepting = self.__dict__.get("_accepting_cid")
+        if accepting is not None:
+            # The core has numbered the connection being accepted; that is its id.
+            self._accepting_cid = None
+            return accepting
         return self._core.gen_cid()
 
     def receive_data(self, data, cid):
-        """Feed raw bytes (length-prefixed packets, possibly partial) to connection ``cid``
-        as if they had been read from its socket; complete packets go to
-        :meth:`receive_packet`."""
-        self._receive_data(data, cid)
+        """Feed raw bytes (length-prefixed packets, possibly partial) to connection
+        ``cid``; each complete packet goes through :meth:`process_single_packet`."""
+        client = self.clients[cid]
+        self._feed(data, cid, lambda: self.process_single_packet(client))
 
     def process_single_packet(self, client):
         """Hand one complete packet of the bytes fed to ``client`` (a ClientOnServer) via
@@ -753,9 +909,9 @@ class Server(_Peer):
             self.receive_packet(frame, client.cid)
 
     def receive_packet(self, data, cid):
-        """Queue one raw packet (header and body, no length prefix) from connection ``cid``
-        for :meth:`process`."""
-        self._connection_of(cid).inject(bytes(data))
+        """One raw packet (header and body, no length prefix) from connection ``cid``:
+        dispatched by :meth:`process`, as if it had been read from the connection."""
+        self._packet_arrived(data, cid)
 
     def _connection_of(self, cid):
         client = self.clients.get(cid)
@@ -767,24 +923,42 @@ class Server(_Peer):
     def send_message(self, ptype, data, cid):
         """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to
         client ``cid``. Safe to call from any thread; returns once the packet is queued.
-        """
+
+        As in the original, the packet is queued first; then, unless the connection
+        type's ``send`` claims it, ``on_send``, the send event and the packet's ``_send``
+        run with the encoded frame (where a SmartPacket's conditions decide whether its
+        ``send`` hook runs and whether ``invalid_action`` applies)."""
         if self._debugging_send():
             self._debug("send", f"SEND {ptype} to {cid}")
-        pid, pkt, smart = self._route(ptype)
         client = self.clients.get(cid)
         conn = client.conn if client is not None else self._connection_of(cid)
-        events = self.peng is not None and self._events_on()
-        frame = self._send_on(conn, pid, ptype, data, cid, smart and client is not None, None, events)
+        pid, pkt = self._lookup(ptype)
+        events = self._events_needed()
+        ct = self.conntypes.get(conn.conntype) if not _internal_type(ptype) else None
+        ct_send = ct is not None and _overrides(ct, "send", ConnectionType)
+        want_frame = (
+            events
+            or ct_send
+            or (client is not None and _overrides(client, "on_send", ClientOnServer))
+            or _hooks_see_message(pkt)
+            or self._custom_registry
+        )
+        frame = self._replayed_frame(data)
         if frame is None:
+            frame = self._transmit(conn, pid, ptype, data, pkt, want_frame)
+            if frame is None:
+                return
+        if ct_send and ct.send(frame, ptype, cid):
             return
         if client is not None:
-            client.on_send(ptype, data)
+            client.on_send(ptype, frame)
         if events:
             self.sendEvent(
                 "peng3dnet:server.connection.send", {"client": client, "pid": ptype, "data": frame}
             )
+        pkt = self._packet_object(ptype, pkt)
         if pkt is not None:
-            pkt._send(data, cid)
+            pkt._send(frame, cid)
 
     def stats(self, clients=False):
         """A snapshot of the server's statistics (a new dict; cheap to take).
@@ -811,21 +985,9 @@ class Server(_Peer):
 
     def close_connection(self, cid, reason=None):
         """Close the connection to client ``cid``: packets already queued are sent first,
-        then the reason, which the client receives."""
-        conn = self._connection_of(cid)
-        if conn.closing:
-            return
-        client = self.clients.get(cid)
-        msg = {"reason": reason}
-        if client is not None:
-            client.on_send("peng3dnet:internal.closeconn", msg)
-        if self._events_on():
-            frame = _core.FrameCodec().encode(_CLOSE_PID, msg)
-            self.sendEvent(
-                "peng3dnet:server.connection.send",
-                {"client": client, "pid": "peng3dnet:internal.closeconn", "data": frame},
-            )
-        conn.close(reason)
+        then the close packet with the reason, which the client receives. The close
+        packet goes through :meth:`send_message`, as in the original."""
+        self.send_message("peng3dnet:internal.closeconn", {"reason": reason}, cid)
 
     # --- broadcast and groups (additions; not in the original) ----------------------
 
@@ -861,7 +1023,7 @@ class Server(_Peer):
             if own_send[name]:
                 one_by_one.append(cid)
             else:
-                together.append(cid)
+                together.append(client.conn.cid)  # the core's id (an app's genCID may differ)
         sent = self._core.broadcast(pid, data, together) if together else 0
         for cid in one_by_one:
             self.send_message(ptype, data, cid)
@@ -902,35 +1064,29 @@ class Server(_Peer):
 
     def _dispatch(self, event):
         kind = event[0]
+        cid = event[1]
+        if self._app_cids:
+            cid = self._app_cids.get(cid, cid)
         if kind == EV_PACKET:
-            _, cid, pid, flags, msg = event
-            client = self.clients.get(cid)
-            if client is None:
-                return 0
-            if self._debug_recv:
-                self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)} from {cid}")
-            if (
-                pid < 64
-                or not self._conntype_receives
-                or not self._conntype_receive(client.conntype, msg, pid, flags, cid)
-            ):
-                pkt = self._packets_by_id.get(pid)
-                if pkt is None:
-                    self.on_unknown_packet(pid, msg, cid)
-                    return 1
-                sink = self._recv_sink
-                if sink is not None and pid >= 64:
-                    sink.put(cid, pid, msg)
-                pkt._receive(msg, cid)
-                client.on_receive(pid, msg)
-                if self._events_now:
-                    self.sendEvent(
-                        "peng3dnet:server.connection.recv", {"client": client, "pid": pid, "msg": msg}
-                    )
-            return 1
+            _, _, pid, flags, msg = event
+            if self._raw_receive:
+                if cid not in self.clients:
+                    return 0
+                self._replay_received(cid, pid, flags, msg)
+                return 1
+            return self._deliver(cid, pid, flags, msg)
         if kind == EV_CONNECTED:
-            _, cid, conn = event
+            conn = event[2]
             addr = conn.getpeername()
+            if _overrides(self, "genCID", Server):
+                self._accepting_cid = cid
+                try:
+                    own = self.genCID()
+                finally:
+                    self._accepting_cid = None
+                if own != cid:
+                    self._app_cids[cid] = own
+                    cid = own
             client = self.clientcls(self, conn, addr, cid)
             self.clients[cid] = client
             self._debug("connect", f"CONNECT {cid} from {addr}")
@@ -940,23 +1096,17 @@ class Server(_Peer):
                 {"sock": conn, "addr": addr, "client": client, "cid": cid},
             )
         elif kind == EV_SENT:
-            _, cid, pid, msg, frame = event
-            client = self.clients.get(cid)
-            if client is not None:
-                name = self.registry.reg_int_str.get(pid, pid)
-                client.on_send(name, msg)
-                self.sendEvent(
-                    "peng3dnet:server.connection.send", {"client": client, "pid": name, "data": frame}
-                )
-                pkt = self.registry.reg_int_obj.get(pid)
-                if pkt is not None:
-                    pkt._send(msg, cid)
+            # A packet of the handshake the core sent on its own: reported as if it had
+            # been sent through send_message, as in the original.
+            _, _, pid, msg, frame = event
+            if cid in self.clients:
+                self._replay_sent(self.registry.reg_int_str.get(pid, pid), msg, frame, cid)
         elif kind == EV_HANDSHAKE_COMPLETE:
-            client = self.clients.get(event[1])
+            client = self.clients.get(cid)
             if client is not None:
                 client.on_handshake_complete()
         elif kind == EV_INIT:
-            _, cid, conntype = event
+            _, _, conntype = event
             client = self.clients.get(cid)
             try:
                 if client is not None and not client.conn.finished:
@@ -965,22 +1115,51 @@ class Server(_Peer):
                 if client is not None:
                     client.conn.init_done()
         elif kind == EV_CLOSED:
-            _, cid, reason = event
-            client = self.clients.pop(cid, None)
-            for name in self.groups_of(cid):
-                self.leave_group(cid, name)
-            if client is not None:
-                self._debug("close", f"CLOSE {cid} because of {reason}")
-                self.sendEvent("peng3dnet:server.connection.close", {"client": client, "reason": reason})
-                client.mode = MODE_CLOSED
-                already_closed = client._closed
-                client._closed = True
-                if not already_closed:
-                    client.on_close(reason)
+            reason = event[2]
+            client = self.clients.get(cid)
+            try:
+                if client is not None:
+                    client.close(reason)
+            finally:
+                # Whatever an overridden close did, the connection is gone.
+                if self.clients.get(cid) is client:
+                    self.clients.pop(cid, None)
+                self._app_cids.pop(event[1], None)
+                for name in self.groups_of(cid):
+                    self.leave_group(cid, name)
         elif kind == EV_LOG:
-            _, cid, level, message = event
+            _, _, level, message = event
             _log.log(level, message)
         return 0
+
+    def _deliver(self, cid, pid, flags, msg):
+        """Dispatch one received packet: the connection type's ``receive`` (which may
+        claim it), then the packet's ``_receive``, ``on_receive`` and the receive event."""
+        client = self.clients.get(cid)
+        if client is None:
+            return 0
+        if self._debug_recv:
+            self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)} from {cid}")
+        if (
+            pid < 64
+            or not self._conntype_receives
+            or not self._conntype_receive(client.conntype, msg, pid, flags, cid)
+        ):
+            if self._custom_registry:
+                pkt = self.registry.getObj(pid)
+            else:
+                pkt = self._packets_by_id.get(pid)
+                if pkt is None:
+                    self.on_unknown_packet(pid, msg, cid)
+                    return 1
+            sink = self._recv_sink
+            if sink is not None and pid >= 64:
+                sink.put(cid, pid, msg)
+            pkt._receive(msg, cid)
+            client.on_receive(pid, msg)
+            if self._events_now:
+                self.sendEvent("peng3dnet:server.connection.recv", {"client": client, "pid": pid, "msg": msg})
+        return 1
 
     def _conntype_receive(self, conntype, msg, pid, flags, cid):
         ct = self.conntypes.get(conntype)
@@ -991,6 +1170,23 @@ class Server(_Peer):
     def on_unknown_packet(self, pid, msg, cid):
         """Called for a packet whose id no registered packet has; logs and ignores it."""
         _log.warning("ignoring packet with unknown id %s from client %s", pid, cid)
+
+
+def _internal_type(ptype):
+    """Whether the original treats ``ptype`` as internal (no connection type sees it):
+    an id below 64 or a name in the ``peng3dnet:`` namespace."""
+    if type(ptype) is str:
+        return ptype.startswith("peng3dnet:")
+    return isinstance(ptype, int) and ptype < 64
+
+
+def _hooks_see_message(pkt):
+    """Whether a packet object's send hooks may look at what they are given (else the
+    encoded frame need not be made for them)."""
+    if pkt is None:
+        return False
+    own_send = _overrides(pkt, "_send", Packet) and _overrides(pkt, "_send", SmartPacket)
+    return own_send or _overrides(pkt, "send", Packet)
 
 
 def _ssl_state(seclevel):
@@ -1079,8 +1275,26 @@ class ClientOnServer:
 
     def close(self, reason=None):
         """Close the connection at once, without telling the client why (see
-        ``Server.close_connection`` for that). ``on_close`` follows in ``process()``."""
-        self.conn.abort(reason)
+        ``Server.close_connection`` for that), and be done with it: the close event,
+        ``on_close`` (once), state and mode ``CLOSED``, removal from ``server.clients``.
+
+        As in the original, this is also what runs when the connection ends for any
+        other reason (the client's close packet, a lost connection), with that reason.
+        """
+        server = self.server
+        server._debug("close", f"CLOSE {self.cid} because of {reason}")
+        server.sendEvent("peng3dnet:server.connection.close", {"client": self, "reason": reason})
+        if not self._closed:
+            try:
+                self.on_close(reason)
+            finally:
+                self._closed = True
+        self.mode = MODE_CLOSED
+        conn = self.__dict__.get("conn")
+        if conn is not None and not conn.finished:
+            conn.abort(reason)
+        if server.clients.get(self.cid) is self:
+            del server.clients[self.cid]
 
     def on_connect(self):
         """Called when the connection is accepted (the handshake is still running)."""
@@ -1117,7 +1331,6 @@ class Client(_Peer):
     def __init__(self, peng=None, addr=None, cfg=None, conntype=CONNTYPE_CLASSIC):
         self._core = _core.ClientCore(conntype)
         self._setup(peng, cfg, addr, "net.client.addr")
-        self.registry._add_listener(self._core)
         self.is_client = True
         self.is_server = False
         self.side = SIDE_CLIENT
@@ -1130,8 +1343,6 @@ class Client(_Peer):
         self._table_epoch = 0
         self._sock_lock = threading.Lock()
         self._is_connected = False
-        # The original's selector loop; the native core serves the socket instead.
-        self.selector = None
 
     # --- state ---------------------------------------------------------------------
 
@@ -1186,6 +1397,13 @@ class Client(_Peer):
 
     _before_dispatch = _sync_registry
 
+    def _await_closing(self):
+        # A close_connection just before stop(): its close packet is being written; its
+        # end (and so on_close with this client's reason) follows within moments.
+        conn = self._conn
+        if conn is not None and conn.closing and not conn.finished:
+            self._core.wait_for_close(min(float(self.cfg["net.timeout.close"]), 2.0))
+
     # --- connecting ----------------------------------------------------------------
 
     def connect(self):
@@ -1195,7 +1413,8 @@ class Client(_Peer):
         if the server cannot be reached."""
         if self._is_connected:
             return
-        self.initialize()
+        if not self._is_initialized:
+            self.initialize()
         with self._sock_lock:
             if self._is_connected:
                 return
@@ -1232,15 +1451,16 @@ class Client(_Peer):
             self._is_connected = True
         self.sendEvent("peng3dnet:client.connect", {"addr": tuple(self.addr), "sock": self.sock})
 
-    def runBlocking(self, selector=None):
+    def runBlocking(self, selector=selectors.DefaultSelector):
         """Connect and keep the client running until :meth:`stop` is called.
 
         ``selector`` is accepted for compatibility and ignored."""
-        if not self._start():
+        # runAsync has started everything already when its thread gets here.
+        if threading.current_thread() is not self._run_thread and not self._start():
             return
         self._stopped.wait()
 
-    def runAsync(self, selector=None):
+    def runAsync(self, selector=selectors.DefaultSelector):
         """Like :meth:`runBlocking`, in a daemon thread named ``peng3dnet Client Thread``.
 
         Connecting happens before this method returns, so connection errors are raised
@@ -1248,7 +1468,7 @@ class Client(_Peer):
         if not self._start():
             return
         self._run_thread = threading.Thread(
-            name="peng3dnet Client Thread", target=self._stopped.wait, daemon=True
+            name="peng3dnet Client Thread", target=self.runBlocking, args=[selector], daemon=True
         )
         self._run_thread.start()
 
@@ -1305,32 +1525,42 @@ class Client(_Peer):
 
     def send_message(self, ptype, data, cid=None):
         """Send ``data`` as a packet of type ``ptype`` (id, name or packet object) to the
-        server. ``cid`` is ignored. Safe to call from any thread; returns once queued."""
+        server. ``cid`` is ignored. Safe to call from any thread; returns once queued.
+
+        As in the original, unless the connection type's ``send`` claims the packet,
+        ``on_send``, the send event and the packet's ``_send`` run first, with the
+        message (a SmartPacket's conditions decide there whether its ``send`` hook runs
+        and whether ``invalid_action`` applies); then the packet is queued."""
         if self._debugging_send():
             self._debug("send", f"SEND {ptype}")
         if self._core.table_epoch != self._table_epoch:
             self._sync_registry()
-        pid, pkt, smart = self._route(ptype)
         conn = self._conn
         if conn is None:
             conn = self._connection_of()
-        events = self.peng is not None and self._events_on()
-        if self._send_on(conn, pid, ptype, data, None, smart, self.target_conntype, events) is None:
-            return
-        self.on_send(ptype, data)
-        if events:
-            self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
-        if pkt is not None:
-            pkt._send(data, None)
+        pid, pkt = self._lookup(ptype)
+        ct = None if _internal_type(ptype) else self.conntypes.get(self.target_conntype)
+        if ct is None or not _overrides(ct, "send", ConnectionType) or not ct.send(data, ptype, cid):
+            self.on_send(ptype, data)
+            if self._events_needed():
+                self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
+            pkt = self._packet_object(ptype, pkt)
+            if pkt is not None:
+                pkt._send(data)
+        if self._replayed_frame(data) is None:
+            self._transmit(conn, pid, ptype, data, pkt, False)
+        if _overrides(self, "pump_write_buffer", Client):
+            self.pump_write_buffer()
 
     def pump_write_buffer(self):
-        """Kept for compatibility: the native core writes queued packets on its own."""
+        """Kept for compatibility (called after each send, as in the original): the
+        native core writes queued packets on its own."""
 
     def receive_data(self, data, cid=None):
         """Feed raw bytes (length-prefixed packets, possibly partial) to the connection as
-        if they had been read from its socket; complete packets go to
-        :meth:`receive_packet`. ``cid`` is ignored."""
-        self._receive_data(data, None)
+        if they had been read from its socket; each complete packet goes through
+        :meth:`process_single_packet`. ``cid`` is ignored."""
+        self._feed(data, None, self.process_single_packet)
 
     def process_single_packet(self, client=None):
         """Hand one complete packet of the bytes fed via :meth:`receive_data` to
@@ -1340,9 +1570,9 @@ class Client(_Peer):
             self.receive_packet(frame)
 
     def receive_packet(self, data, cid=None):
-        """Queue one raw packet (header and body, no length prefix) for :meth:`process`.
-        ``cid`` is ignored."""
-        self._connection_of().inject(bytes(data))
+        """One raw packet (header and body, no length prefix): dispatched by
+        :meth:`process`, as if it had been read from the connection. ``cid`` is ignored."""
+        self._packet_arrived(data, None)
 
     def stats(self):
         """A snapshot of the connection's statistics (a new dict; cheap to take), or
@@ -1367,22 +1597,31 @@ class Client(_Peer):
         return name, msg
 
     def close_connection(self, cid=None, reason=None):
-        """Close the connection: packets already queued are sent first, then the reason,
-        which the server receives. ``cid`` is ignored."""
-        conn = self._connection_of()
-        if conn.closing:
-            return
-        msg = {"reason": reason}
-        self.on_send("peng3dnet:internal.closeconn", msg)
-        self.sendEvent("peng3dnet:client.send", {"pid": "peng3dnet:internal.closeconn", "data": msg})
-        conn.close(reason)
+        """Close the connection: packets already queued are sent first, then the close
+        packet with the reason, which the server receives. The close packet goes
+        through :meth:`send_message`, as in the original. ``cid`` is ignored."""
+        self.send_message("peng3dnet:internal.closeconn", {"reason": reason})
 
     def close(self, reason=None):
         """Close the connection at once, without telling the server why (see
-        :meth:`close_connection`). ``on_close`` and the close event follow in
-        ``process()``."""
-        if self._conn is not None:
-            self._conn.abort(reason)
+        :meth:`close_connection`), and be done with it: the close event, mode
+        ``MODE_CLOSED``, ``on_close`` (once).
+
+        As in the original, this is also what runs when the connection ends for any
+        other reason (the server's close packet, a lost connection), with that reason.
+        """
+        self._debug("close", f"CLOSE because of {reason}")
+        self.sendEvent("peng3dnet:client.close", {"reason": reason})
+        self.mode = MODE_CLOSED
+        conn = self._conn
+        if conn is not None and not conn.finished:
+            conn.abort(reason)
+        if not self._closed:
+            try:
+                self.on_close(reason)
+            finally:
+                self._closed = True
+                self._notify_dispatched()
 
     # --- dispatch ------------------------------------------------------------------
 
@@ -1390,32 +1629,18 @@ class Client(_Peer):
         kind = event[0]
         if kind == EV_PACKET:
             _, _, pid, flags, msg = event
-            if self._debug_recv:
-                self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)}")
-            if pid < 64 or not self._conntype_receives or not self._conntype_receive(msg, pid, flags):
-                pkt = self._packets_by_id.get(pid)
-                if pkt is None:
-                    self.on_unknown_packet(pid, msg, None)
-                    return 1
-                sink = self._recv_sink
-                if sink is not None and pid >= 64:
-                    sink.put(None, pid, msg)
-                pkt._receive(msg, None)
-                self.on_receive(pid, msg)
-                if self._events_now:
-                    self.sendEvent("peng3dnet:client.recv", {"pid": pid, "msg": msg})
-            return 1
+            if self._raw_receive:
+                self._replay_received(None, pid, flags, msg)
+                return 1
+            return self._deliver(None, pid, flags, msg)
         if kind == EV_CONNECTED:
             self._debug("connect", f"CONNECT to {self.addr}")
             self.on_connect()
         elif kind == EV_SENT:
-            _, _, pid, msg, _frame = event
-            name = self.registry.reg_int_str.get(pid, pid)
-            self.on_send(name, msg)
-            self.sendEvent("peng3dnet:client.send", {"pid": name, "data": msg})
-            pkt = self.registry.reg_int_obj.get(pid)
-            if pkt is not None:
-                pkt._send(msg, None)
+            # A packet of the handshake the core sent on its own: reported as if it had
+            # been sent through send_message, as in the original.
+            _, _, pid, msg, frame = event
+            self._replay_sent(self.registry.reg_int_str.get(pid, pid), msg, frame, None)
         elif kind == EV_HANDSHAKE_COMPLETE:
             self._sync_registry()
             try:
@@ -1434,11 +1659,8 @@ class Client(_Peer):
             _, _, reason = event
             self._close_reason = reason
             try:
-                self._debug("close", f"CLOSE because of {reason}")
-                self.sendEvent("peng3dnet:client.close", {"reason": reason})
-                self.mode = MODE_CLOSED
                 if not self._closed:
-                    self.on_close(reason)
+                    self.close(reason)
             finally:
                 self._closed = True
                 self._notify_dispatched()
@@ -1446,6 +1668,28 @@ class Client(_Peer):
             _, _, level, message = event
             _log.log(level, message)
         return 0
+
+    def _deliver(self, cid, pid, flags, msg):
+        """Dispatch one received packet: the connection type's ``receive`` (which may
+        claim it), then the packet's ``_receive``, ``on_receive`` and the receive event."""
+        if self._debug_recv:
+            self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)}")
+        if pid < 64 or not self._conntype_receives or not self._conntype_receive(msg, pid, flags):
+            if self._custom_registry:
+                pkt = self.registry.getObj(pid)
+            else:
+                pkt = self._packets_by_id.get(pid)
+                if pkt is None:
+                    self.on_unknown_packet(pid, msg, None)
+                    return 1
+            sink = self._recv_sink
+            if sink is not None and pid >= 64:
+                sink.put(None, pid, msg)
+            pkt._receive(msg)
+            self.on_receive(pid, msg)
+            if self._events_now:
+                self.sendEvent("peng3dnet:client.recv", {"pid": pid, "msg": msg})
+        return 1
 
     def _conntype_receive(self, msg, pid, flags):
         ct = self.conntypes.get(self.target_conntype)

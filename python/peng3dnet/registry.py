@@ -271,15 +271,29 @@ class BaseRegistry:
         for n, name in self.reg_int_str.items():
             listener.register_packet(name, n)
 
+    def _remove_listener(self, listener):
+        """Stop telling ``listener`` about entries, and take this registry's entries back
+        from it (a peer whose registry is replaced)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+            for name in list(self.reg_int_str.values()):
+                listener.unregister_packet(name)
+
     def _adopt_ids(self, table):
-        """Re-number entries as the handshake decided: ``table`` is ``[(name, id)]``."""
-        by_name = {name: self.reg_int_obj.get(n) for n, name in self.reg_int_str.items()}
+        """Re-number entries as the handshake decided: ``table`` is ``[(name, id)]``.
+
+        Each known name's object is asked of ``getObj`` and ``getInt``, as the original's
+        handshake did (an app's registry may override them)."""
         new_obj, new_str = BiMap(), BiMap()
         for name, n in table:
-            obj = by_name.get(name)
-            if obj is not None:
-                new_obj[n] = obj
-                new_str[n] = name
+            if name not in self.reg_int_str.inv:
+                continue
+            obj = self.getObj(name)
+            # The original asked for the old id too, to remove it; the maps are rebuilt
+            # here, but an override of getInt still hears of each name, as it did.
+            self.getInt(name)
+            new_obj[n] = obj
+            new_str[n] = name
         with self.idlock:
             self.reg_int_obj, self.reg_int_str = new_obj, new_str
             self.nextid = max([64, *(n + 1 for n in new_str)])

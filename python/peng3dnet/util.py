@@ -5,6 +5,8 @@ extensions over the original library, IPv6 literals (``"::1"``, ``"[::1]"`` and
 ``"[::1]:8080"``) and in-process addresses (``"memory:NAME"``, see :func:`memory_name`).
 """
 
+import ipaddress
+
 from . import errors
 
 __all__ = [
@@ -61,6 +63,19 @@ def _check_host(host):
     return host
 
 
+def _ipv6_literal(text):
+    """``text`` if it is an IPv6 address (with an optional ``%zone``); anything else with
+    several colons is refused as the original refused every such address."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        raise errors.UnsupportedAddressError(
+            f"{text!r} is not an IPv6 address (the only addresses with several colons); "
+            "give 'host:port', an IPv6 address such as '::1', or '[::1]:8080'"
+        ) from None
+    return text
+
+
 def parse_address(addr, default_port=8080):
     """Split an address string into ``(host, port)``.
 
@@ -74,7 +89,7 @@ def parse_address(addr, default_port=8080):
         end = text.find("]")
         if end < 0:
             raise errors.InvalidAddressError(f"address {text!r} has an unclosed '['")
-        host, rest = text[1:end], text[end + 1 :]
+        host, rest = _ipv6_literal(text[1:end]), text[end + 1 :]
         if rest == "":
             port = default_port
         elif rest.startswith(":"):
@@ -83,7 +98,7 @@ def parse_address(addr, default_port=8080):
             raise errors.InvalidAddressError(f"unexpected {rest!r} after the IPv6 address in {text!r}")
     elif text.count(":") > 1:
         # A bare IPv6 literal cannot carry a port (the last group would be ambiguous).
-        host, port = text, default_port
+        host, port = _ipv6_literal(text), default_port
     elif ":" in text:
         host, port = text.split(":")
     else:

@@ -84,6 +84,9 @@ pub mod reason {
     pub const SMARTPACKET_INVALID: &str = "smartpacketinvalid";
     /// The handshake packet's registry is not a map of names to ids.
     pub const INVALID_HANDSHAKE: &str = "invalidhandshake";
+    /// Input that breaks the wire format or the handshake's message shapes; the close
+    /// reason is this, a colon and what was wrong.
+    pub const PROTOCOL_ERROR: &str = "protocolerror";
     /// The socket was closed without a close packet.
     pub const SOCKET_CLOSE: &str = "socketclose";
     /// The handshake did not complete in time.

@@ -78,6 +78,23 @@ fn protoversion_ok(msg: &Value) -> bool {
     msg.get("protoversion").and_then(Value::as_i64) == Some(PROTOVERSION)
 }
 
+/// The handshake's packets carry maps. Anything else closes the connection with a
+/// protocol error (the original raised on it and left the connection half set up,
+/// where a following accept could complete the handshake). A hello that is not a map
+/// comes from a peer of another protocol: see `protoversion_ok`.
+fn malformed(packet_id: u32, msg: &Value) -> Option<Vec<Action>> {
+    let shaped = matches!(
+        packet_id,
+        pid::SETTYPE | pid::HANDSHAKE | pid::HANDSHAKE_ACCEPT
+    );
+    (shaped && !matches!(msg, Value::Map(_))).then(|| {
+        vec![Action::Close(format!(
+            "{}: the body of internal packet {packet_id} is not a map",
+            reason::PROTOCOL_ERROR
+        ))]
+    })
+}
+
 fn close_reason(msg: &Value) -> Option<String> {
     match msg.get("reason")? {
         Value::Nil => None,
@@ -125,6 +142,9 @@ pub fn server_packet(
     table: &PacketTable,
     heartbeat: bool,
 ) -> Vec<Action> {
+    if let Some(close) = malformed(packet_id, msg) {
+        return close;
+    }
     match packet_id {
         pid::SETTYPE if current == state::WAITTYPE => {
             let chosen = match msg.get("conntype") {
@@ -197,6 +217,9 @@ pub fn client_packet(
     msg: &Value,
     rules: &ClientRules<'_>,
 ) -> Vec<Action> {
+    if let Some(close) = malformed(packet_id, msg) {
+        return close;
+    }
     match packet_id {
         pid::HELLO if current == state::HELLOWAIT && conntype == CONNTYPE_NOTSET => {
             if !protoversion_ok(msg) {
@@ -554,7 +577,7 @@ mod tests {
         assert!(server_packet(
             state::ACTIVE,
             pid::SETTYPE,
-            &Value::Nil,
+            &Value::Map(Vec::new()),
             &conntypes,
             &table,
             false
@@ -566,7 +589,14 @@ mod tests {
             (state::ACTIVE, pid::HANDSHAKE),
         ] {
             assert_eq!(
-                server_packet(current, packet, &Value::Nil, &conntypes, &table, false),
+                server_packet(
+                    current,
+                    packet,
+                    &Value::Map(Vec::new()),
+                    &conntypes,
+                    &table,
+                    false
+                ),
                 vec![Action::Close(reason::SMARTPACKET_INVALID.to_owned())]
             );
         }
@@ -591,6 +621,51 @@ mod tests {
             false
         )
         .is_empty());
+    }
+
+    #[test]
+    fn handshake_bodies_that_are_not_maps_close_with_a_protocol_error() {
+        let table = PacketTable::with_internal_packets();
+        let conntypes = classic();
+        let list = Value::Array(vec![Value::UInt(1), Value::UInt(2)]);
+        // A settype of [1, 2] must not choose the classic type (an accept could then
+        // complete the handshake).
+        let actions = server_packet(
+            state::WAITTYPE,
+            pid::SETTYPE,
+            &list,
+            &conntypes,
+            &table,
+            false,
+        );
+        assert!(
+            matches!(&actions[..], [Action::Close(why)] if why.starts_with("protocolerror: ")),
+            "{actions:?}"
+        );
+        let rules = ClientRules {
+            target_conntype: CONNTYPE_CLASSIC,
+            target_kind: Some(ConntypeKind::NativeClassic),
+            table: &table,
+            autosync: true,
+            require_same_names: true,
+            heartbeat: None,
+        };
+        let actions = client_packet(
+            state::HANDSHAKE_WAIT1,
+            CONNTYPE_CLASSIC,
+            pid::HANDSHAKE,
+            &Value::Nil,
+            &rules,
+        );
+        assert!(
+            matches!(&actions[..], [Action::Close(why)] if why.starts_with("protocolerror: ")),
+            "{actions:?}"
+        );
+        // A close packet without a map closes with no reason, as in the original.
+        assert_eq!(
+            server_packet(state::ACTIVE, pid::CLOSE, &list, &conntypes, &table, false),
+            vec![Action::PeerClosed(None)]
+        );
     }
 
     #[test]

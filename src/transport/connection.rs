@@ -9,8 +9,10 @@
 //! everything already queued and flushed, and the connection is reported closed; the
 //! socket then stays open, draining (and discarding) input, until the peer hangs up or
 //! `linger` passes, so that the peer reads our close packet before it sees the end of
-//! the stream. From the peer's side (close packet, EOF, reset): reported closed
-//! at once. [`Conn::abort`] ends everything at once without a close packet.
+//! the stream. From the peer's side (EOF, reset): reported closed at once. The peer's
+//! close packet is reported at once too, but we hang up only when the peer does or
+//! [`PEER_CLOSE_GRACE`] has passed (see there). [`Conn::abort`] ends everything at
+//! once without a close packet.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -35,6 +37,15 @@ use crate::protocol::packet::{self, Compression};
 use crate::protocol::{
     Frame, FrameError, Header, Limits, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT,
 };
+
+/// After the peer's close packet, how long we wait for it to hang up before we do.
+///
+/// The original's client does not hang up after sending its close packet, and a
+/// hang-up it sees before it has stopped is reported as "socketclose" instead of the
+/// reason it sent. Its own server hangs up a few milliseconds later (after dispatching
+/// the packet), by which time such a client has usually stopped. A peer of ours waits
+/// for us to hang up (see `linger`), so between two of ours a close takes this long.
+pub const PEER_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// Per-peer settings that every connection of the peer shares.
 #[derive(Debug, Clone)]
@@ -118,6 +129,11 @@ pub trait Role: Send + Sync + 'static {
     fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action>;
     /// (client) The registry was synchronised: use this table from now on.
     fn adopt_table(&self, _table: PacketTable) {}
+    /// The close reason when the peer ends the stream without a close packet: the
+    /// original's client reports "socketclose", its server no reason at all.
+    fn hangup_reason(&self) -> Option<String> {
+        Some(reason::SOCKET_CLOSE.to_owned())
+    }
     /// The connection's state or status changed (wakes client waiters).
     fn status_changed(&self, _conn: &Arc<Conn>) {}
     /// Both tasks of the connection have ended.
@@ -754,6 +770,24 @@ impl Conn {
         });
     }
 
+    /// The peer sent a close packet: reported closed with its reason now; the socket is
+    /// drained until the peer hangs up, for at most [`PEER_CLOSE_GRACE`].
+    fn peer_closed(self: &Arc<Self>, reason: Option<String>) {
+        self.finish(reason);
+        let conn = self.clone();
+        super::runtime::runtime().spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(PEER_CLOSE_GRACE) => conn.cancel.cancel(),
+                () = conn.cancel.cancelled() => {}
+            }
+        });
+    }
+
+    /// Why the connection ended when the peer hung up without a close packet.
+    pub(super) fn hangup_reason(&self) -> Option<String> {
+        self.role.hangup_reason()
+    }
+
     /// Ends the connection at once, without a close packet, reporting `reason`.
     pub fn abort(self: &Arc<Self>, reason: Option<String>) {
         self.finish(reason);
@@ -800,7 +834,7 @@ impl Conn {
     /// Closes the connection because its peer broke the protocol.
     pub(super) fn protocol_error(self: &Arc<Self>, err: &ProtocolError) {
         self.log_end(LogLevel::Warning, "closing", err);
-        self.close(Some(format!("protocolerror: {err}")));
+        self.close(Some(format!("{}: {err}", reason::PROTOCOL_ERROR)));
     }
 
     /// Tells the log why the connection ends: "`{what}` connection `cid` from `addr`:
@@ -862,7 +896,7 @@ impl Conn {
                 }
                 Action::AdoptTable(table) => self.role.adopt_table(table),
                 Action::Close(reason) => self.close(Some(reason)),
-                Action::PeerClosed(reason) => self.abort(reason),
+                Action::PeerClosed(reason) => self.peer_closed(reason),
                 Action::StartHeartbeat => self.start_heartbeat(),
             }
         }

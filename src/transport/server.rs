@@ -494,6 +494,10 @@ impl Role for ServerShared {
         handshake::server_packet(conn.state(), packet_id, msg, &conntypes, &table, heartbeat)
     }
 
+    fn hangup_reason(&self) -> Option<String> {
+        None
+    }
+
     fn gone(&self, conn: &Arc<Conn>) {
         let mut conns = lock(&self.conns);
         if conns.remove(&conn.cid).is_some() {

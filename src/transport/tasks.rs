@@ -122,17 +122,17 @@ impl ReadState {
     fn note_read(&mut self, conn: &Arc<Conn>, read: io::Result<usize>) -> bool {
         match read {
             Ok(0) => {
-                conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
+                conn.finish(conn.hangup_reason());
                 false
             }
             Err(err) => {
                 // TCP keepalive giving up on a silent peer surfaces as a timed-out read.
                 let why = if err.kind() == io::ErrorKind::TimedOut {
-                    reason::TIMEOUT
+                    Some(reason::TIMEOUT.to_owned())
                 } else {
-                    reason::SOCKET_CLOSE
+                    conn.hangup_reason()
                 };
-                conn.finish(Some(why.to_owned()));
+                conn.finish(why);
                 false
             }
             Ok(n) => {

@@ -245,20 +245,32 @@ def test_sends_by_name_follow_registry_changes(net):
     assert wait_until(lambda: ("third", None) in new.received)
 
 
-@pytest.mark.ours_only
-def test_server_on_send_gets_the_message_object(net):
-    # Documented: "msg will be the Python object that has been encoded"; the original
-    # passes the encoded frame instead.
-    sent = []
+def test_on_send_gets_the_frame_on_the_server_and_the_message_on_the_client(net):
+    # What the original passes (its documentation says "the Python object" for both):
+    # the server's on_send and packet send hooks see the encoded frame.
+    sent = {"server": [], "client": []}
 
     class Conn(peng3dnet.ClientOnServer):
         def on_send(self, ptype, msg):
-            sent.append(msg)
+            if self.server.registry.getName(ptype) == "test:echo":  # the echo sends its object
+                sent["server"].append(msg)
+
+    class Cl(EchoClient):
+        def on_send(self, ptype, msg):
+            if ptype == "test:echo":
+                sent["client"].append(msg)
 
     server = net.server(EchoServer, clientcls=Conn)
-    client = net.client(server, EchoClient)
+    client = net.client(server, Cl)
     client.send_message("test:echo", {"x": 1})
-    assert wait_until(lambda: {"x": 1} in sent)
+    assert wait_until(lambda: sent["server"])
+    assert sent["client"] == [{"x": 1}]
+    (frame,) = sent["server"]
+    assert isinstance(frame, bytes)
+    (length,) = peng3dnet.net.STRUCT_LENGTH32.unpack_from(frame)
+    pid, _ = peng3dnet.net.STRUCT_HEADER.unpack_from(frame, 4)
+    assert length == len(frame) - 4 and pid == server.registry.getID("test:echo")
+    assert server.test_packets["test:echo"].sent == [(frame, next(iter(server.clients)))]
 
 
 def test_hooks_assigned_on_instances(net):

@@ -254,6 +254,22 @@ def test_handshake_packets_out_of_order(rig, pid):
     attack_and_expect_cutoff(rig, frame(pid, msgpack.packb({"success": True})), "smartpacketinvalid")
 
 
+@pytest.mark.reference_bug(22)
+@pytest.mark.parametrize("body", [[1, 2, 3], "classic", None])
+def test_settype_that_is_not_a_map_never_completes_a_handshake(rig, body):
+    # A settype of [1, 2, 3] used to choose the classic type; the accept that follows
+    # completed the handshake and user packets were answered.
+    sock = rig.attacker()
+    sock.sendall(frame(2, msgpack.packb(body)) + frame(4, msgpack.packb({"success": True})))
+    sock.sendall(frame(64, msgpack.packb("echo me")))
+    data, closed = read_until_closed(sock, CUT_OFF_WITHIN)
+    rig.check_survived()
+    assert closed, "the attacker was not cut off"
+    assert [pid for pid, _ in frames_in(data)] == [1, 16], "only the hello and the close"
+    reason = close_reason(data)
+    assert reason.startswith("protocolerror: the body of internal packet 2 is not a map"), reason
+
+
 def test_non_dict_close_packet(rig):
     sock = rig.attacker()
     sock.sendall(frame(16, msgpack.packb(5)))

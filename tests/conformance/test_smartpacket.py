@@ -119,24 +119,46 @@ def test_invalid_action_unknown_value_is_reported_and_processing_goes_on(net):
     assert server.pkt.received == []
 
 
-@pytest.mark.ours_only
+class SmartRecorder(Smart):
+    def __init__(self, reg, peer, obj=None):
+        super().__init__(reg, peer, obj)
+        self.sent = []
+
+    def send(self, msg, cid=None):
+        self.sent.append((msg, cid))
+
+
 @pytest.mark.parametrize(
     "attrs",
-    [
-        {"state": STATE_LOGGEDIN},
-        {"side": SIDE_CLIENT},
-        {"min_sslsec_level": SSLSEC_ENCRYPTED},
-        {"mode": MODE_CHAT},
-    ],
+    [{"state": STATE_LOGGEDIN}, {"side": SIDE_CLIENT}, {"mode": MODE_CHAT}],
 )
-def test_send_conditions_are_enforced(net, attrs):
-    # Documented: the conditions apply "both on send and receive"; the original only
-    # skipped the send hook and put the packet on the wire anyway.
-    server, client, _ = pair(net, Recorder, client_packet=smart(**attrs))
-    client.send_message("test:p", "must not be sent")
+def test_failing_send_conditions_skip_the_send_hook_not_the_packet(net, attrs):
+    # As in the original: the sender's conditions decide whether its send hook runs
+    # (and invalid_action); the packet goes out, and the receiver's conditions decide.
+    sender = type("SmartVariant", (SmartRecorder,), attrs)
+    server, client, _ = pair(net, Recorder, client_packet=sender)
+    client.send_message("test:p", "sent anyway")
+    flush(server, client)
+    assert server.pkt.received == [("sent anyway", next(iter(server.clients)))]
+    assert client.pkt.sent == []
+
+
+def test_send_hook_of_a_packet_that_meets_its_conditions(net):
+    server, client, _ = pair(net, Recorder, client_packet=SmartRecorder)
+    client.send_message("test:p", "fine")
+    flush(server, client)
+    assert client.pkt.sent == [("fine", None)]
+
+
+@pytest.mark.ours_only
+def test_a_packet_below_its_min_sslsec_level_is_not_sent(net):
+    # The original sent it in the clear and only ran invalid_action; ours never sends it.
+    sender = type("SmartVariant", (SmartRecorder,), {"min_sslsec_level": SSLSEC_ENCRYPTED})
+    server, client, _ = pair(net, Recorder, client_packet=sender)
+    client.send_message("test:p", "secret")
     flush(server, client)
     assert server.pkt.received == []
-    assert client.pkt.received == []
+    assert client.pkt.sent == []
 
 
 @pytest.mark.reference_bug(7)

@@ -47,3 +47,11 @@ def test_ipv6_literals(addr, expected):
 def test_normalize_addr_formatted():
     assert util.normalize_addr_formatted(("127.0.0.1", 80)) == "127.0.0.1:80"
     assert util.normalize_addr_formatted("[::1]:80") == "[::1]:80"
+
+
+@pytest.mark.parametrize("addr", ["a:b:c", "host:80:90", "1:2:x::"])
+def test_several_colons_that_are_not_ipv6_are_refused(addr):
+    # The original refuses every address with several colons this way; ours accepts
+    # real IPv6 addresses (bug 11) but nothing else of that form.
+    with pytest.raises(errors.UnsupportedAddressError):
+        util.parse_address(addr)

@@ -27,7 +27,7 @@ os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
 
 import peng3dnet
 from peng3dnet import conntypes, registry
-from peng3dnet.constants import CONNTYPE_PING, SIDE_CLIENT, SIDE_SERVER, STATE_ACTIVE, STATE_LOGGEDIN
+from peng3dnet.constants import SIDE_CLIENT, SIDE_SERVER, STATE_ACTIVE, STATE_LOGGEDIN
 from peng3dnet.ext import ping
 from peng3dnet.packet import Packet, SmartPacket
 
@@ -43,26 +43,31 @@ UNTRACED = {"_accept", "_client_ready", "_sock_ready"}
 def _norm(value):
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value)
-        if len(value) >= 10:
-            (length,) = struct.unpack_from("!I", value)
-            if length == len(value) - 4:
-                return f"<frame {struct.unpack_from('!I', value, 4)[0]}>"
-            if len(value) >= 6:
-                return f"<packet {struct.unpack_from('!I', value)[0]}>"
+        if len(value) >= 10 and struct.unpack_from("!I", value)[0] == len(value) - 4:
+            return f"<frame {struct.unpack_from('!I', value, 4)[0]}>"
+        if len(value) >= 6:
+            return f"<packet {struct.unpack_from('!I', value)[0]}>"
         return "<bytes>"
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+    if isinstance(value, str):
+        versions = (peng3dnet.version.VERSION, peng3dnet.version.RELEASE)
+        return "<version>" if value in versions else value
+    if isinstance(value, bool) or value is None or isinstance(value, int):
         return value
     if isinstance(value, float):
         return "<float>"
     if isinstance(value, dict):
         return {str(_norm(k)): _norm(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
+        if len(value) == 2 and value[0] == "127.0.0.1" and isinstance(value[1], int):
+            return ["127.0.0.1", "<port>"]
         return [_norm(v) for v in value]
     role = getattr(value, "_trace_role", None)
     if role is not None:
         return f"<{role}>"
     if isinstance(value, type):
         return f"<class {value.__name__}>"
+    if type(value).__name__ in ("socket", "SSLSocket", "Connection"):
+        return "<sock>"
     return f"<{type(value).__name__}>"
 
 

@@ -22,7 +22,7 @@ import time
 
 from .. import conntypes, errors, net, version
 from ..constants import *  # noqa: F403 (the original exports every constant from here too)
-from ..constants import CONNTYPE_PING, MODE_PING, STATE_ACTIVE
+from ..constants import CONNTYPE_PING, MODE_PING, STATE_ACTIVE, STATE_CLOSED
 
 __all__ = [
     "WRITEBACK",
@@ -37,6 +37,9 @@ WRITEBACK = True
 
 ``pingServer`` does not need it to measure the round trip; set it to ``False`` if
 servers should not echo what clients send them."""
+
+AUTO_TIME = "__AUTO__"
+"""A ping's ``"time"`` with this value is replaced by the time of sending."""
 
 PING_ID = 64
 """Raw packet id of a ping (client to server)."""
@@ -144,7 +147,6 @@ class PingableClientMixin:
 
     _ping_sent = None  # perf_counter() when the ping was sent
     _pong_received = None  # ... and when the answer arrived
-    _ping_closed = None  # the close reason, if the connection ended
 
     @property
     def _pong_condition(self):
@@ -159,13 +161,14 @@ class PingableClientMixin:
         self.addConnType(CONNTYPE_PING, PingConnectionType(self))
 
     def setPingData(self, d):
-        """Set the message the ping will carry (replacing an earlier one). A ``"time"``
-        key is set to the time of sending."""
+        """Set the message the ping will carry (replacing an earlier one). Its ``"time"``
+        key, if missing or ``"__AUTO__"``, is set to the time of sending."""
         self._pingdata = dict(d)
 
     def _ping(self):
         msg = dict(self._pingdata or {})
-        msg["time"] = time.time()
+        if msg.get("time", AUTO_TIME) == AUTO_TIME:
+            msg["time"] = time.time()
         self._ping_sent = time.perf_counter()
         self.send_message(PING_ID, msg)
 
@@ -175,26 +178,24 @@ class PingableClientMixin:
             self._pong_received = time.perf_counter()
             self._pong_condition.notify_all()
 
-    def on_close(self, reason=None):
-        # A connection that ends without a pong wakes wait_for_pong early.
-        with self._pong_condition:
-            self._ping_closed = reason if reason is not None else "closed"
-            self._pong_condition.notify_all()
-        super().on_close(reason)
-
     def wait_for_pong(self, timeout=None):
         """Wait up to ``timeout`` seconds (forever if None) for the pong and return it.
 
         Raises :class:`~peng3dnet.errors.FailedPingError` if none arrives in time or the
         connection closes without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         cond = self._pong_condition
         with cond:
-            cond.wait_for(lambda: self._pongdata is not None or self._ping_closed is not None, timeout)
-            if self._pongdata is not None:
-                return self._pongdata
-            if self._ping_closed is not None:
-                raise errors.FailedPingError(f"the connection closed without an answer ({self._ping_closed})")
-            raise errors.FailedPingError(f"no answer to the ping within {timeout} seconds")
+            while self._pongdata is None:
+                if self.remote_state == STATE_CLOSED:
+                    reason = self._close_reason
+                    raise errors.FailedPingError(f"the connection closed without an answer ({reason})")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise errors.FailedPingError(f"no answer to the ping within {timeout} seconds")
+                # The close is not signalled here (on_close is the app's): look again soon.
+                cond.wait(0.05 if remaining is None else min(remaining, 0.05))
+            return self._pongdata
 
     def _ping_round_trip(self):
         if self._ping_sent is None or self._pong_received is None:
@@ -218,18 +219,31 @@ def pingServer(peng=None, addr=None, cfg=None, data=None, clientcls=_PingClient,
     be reached.
     """
     client = clientcls(peng, addr, dict(cfg or {}), CONNTYPE_PING)
-    client.setPingData(dict(data or {}))
+    message = dict(data or {})
+    message["time"] = AUTO_TIME
+    client.setPingData(message)
+    received = {}
+
+    def on_pong(msg):
+        # Called by the ping connection type with the answer, before wait_for_pong wakes.
+        if isinstance(msg, dict):
+            msg["recvtime"] = time.time()
+        received["answer"] = msg
+
+    client.on_pong = on_pong
     try:
         client.runAsync()
         client.process_async()
         answer = client.wait_for_pong(timeout)
+        answer = received.get("answer", answer)
         answer = dict(answer) if isinstance(answer, dict) else {"answer": answer}
-        answer["recvtime"] = time.time()
+        answer.setdefault("recvtime", time.time())
         delay = client._ping_round_trip() if isinstance(client, PingableClientMixin) else None
         if delay is None:
             delay = answer["recvtime"] - answer["oldmsg"]["time"]
         answer["delay"] = delay
         return answer
     finally:
+        # The original left its client running; this one is done.
         client.stop()
         client.join(1)

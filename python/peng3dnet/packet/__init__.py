@@ -30,7 +30,9 @@ class Packet:
             _returned(self, result)
 
     def _send(self, msg, cid=None):
-        """Called after a packet of this type was queued for sending; calls :meth:`send`."""
+        """Called for each packet of this type sent; calls :meth:`send`. The client calls
+        it before queueing the packet, with the message; the server after, with the
+        encoded frame (as the original does)."""
         self.send(msg, cid)
 
     def receive(self, msg, cid=None):
@@ -38,17 +40,20 @@ class Packet:
         (``None`` on the client side)."""
 
     def send(self, msg, cid=None):
-        """Hook run after a packet of this type was sent: ``msg`` is the message object,
-        ``cid`` the recipient (``None`` on the client side)."""
+        """Hook run for each packet of this type sent: ``msg`` is the message object on
+        the client and the encoded frame on the server (as in the original), ``cid`` the
+        recipient (``None`` on the client side)."""
 
 
 class SmartPacket(Packet):
     """A packet type with conditions on when it may be sent and handled.
 
-    Override the class attributes in a subclass. A packet that does not meet them is
-    not sent (checked before sending) or not handled (checked on receipt), and
+    Override the class attributes in a subclass. A received packet that does not meet
+    them is not handled (its ``receive`` does not run); a sent one, as in the original,
+    is sent all the same, but its ``send`` hook does not run. Either way
     ``invalid_action`` decides what else happens: ``"ignore"`` nothing, ``"close"``
-    closes the connection with the reason ``"smartpacketinvalid"``.
+    closes the connection with the reason ``"smartpacketinvalid"``. A packet below its
+    ``min_sslsec_level`` is the exception: peng3dnet-rs never sends it.
     """
 
     state = STATE_ACTIVE
@@ -72,6 +77,7 @@ class SmartPacket(Packet):
     :class:`~peng3dnet.errors.InvalidSmartPacketActionError` when a check fails."""
 
     def _receive(self, msg, cid=None):
+        """Runs :meth:`receive` if the conditions are met, else ``invalid_action``."""
         if self._conditions_met(cid, receiving=True):
             result = self.receive(msg, cid)
             if result is not None:
@@ -81,12 +87,20 @@ class SmartPacket(Packet):
         return False
 
     def _send(self, msg, cid=None):
-        # The conditions were checked before the packet was sent (see _may_send).
-        self.send(msg, cid)
-        return True
+        """Runs :meth:`send` if the conditions are met, else ``invalid_action``.
+
+        As in the original, this runs for a packet that has been sent (the server's
+        ``msg`` is the encoded frame): the conditions decide about the hook and the
+        action, not about sending."""
+        if self._conditions_met(cid, receiving=False):
+            self.send(msg, cid)
+            return True
+        self._invalid(cid)
+        return False
 
     def _may_send(self, cid=None):
-        """Whether the packet may be sent now; runs ``invalid_action`` if not."""
+        """Whether the packet may be sent now; runs ``invalid_action`` if not (used by
+        ``Server.broadcast`` to choose its recipients)."""
         if self._conditions_met(cid, receiving=False):
             return True
         self._invalid(cid)

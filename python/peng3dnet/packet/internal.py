@@ -85,3 +85,15 @@ class HandshakeAcceptPacket(_HandledByCore):
 class CloseConnectionPacket(Packet):
     """Either way, any time: ``{"reason"}``; the receiver closes the connection and
     reports that reason to ``on_close``."""
+
+    def receive(self, msg, cid=None):
+        # The core has already ended the connection; this runs the close procedure of
+        # the server's ClientOnServer or of the client with the peer's reason (the
+        # original's close(), which apps override).
+        reason = msg.get("reason") if isinstance(msg, dict) else None
+        if cid is None:
+            self.peer.close(reason=reason)
+            return
+        client = self.peer.clients.get(cid)
+        if client is not None:
+            client.close(reason)

@@ -1,0 +1,58 @@
+"""peng3dnet-rs calls the overridable methods the original calls, with the same arguments.
+
+``peers/call_trace.py`` subclasses every class apps subclass with every library method
+wrapped, runs the same flows (handshake, Packet and SmartPacket both ways including
+failing rules and ``invalid_action``, custom connection types, closes from either side,
+shutdown, ping, a replaced registry) under each implementation in a subprocess, and
+records every call. :func:`parity.compare_calls` compares them; the intended
+differences are in ``parity.CALLS_ALLOWED``, each with its reason.
+"""
+
+import json
+import subprocess
+
+import pytest
+from parity import compare_calls
+from support import PEERS, subprocess_env
+
+
+def _trace(python):
+    result = subprocess.run(
+        [python, str(PEERS / "call_trace.py")], env=subprocess_env(), capture_output=True, timeout=120
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"call trace failed under {python}: {result.stderr.decode()[-3000:]}")
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def traces(ours_python, ref_python):
+    return _trace(ref_python), _trace(ours_python)
+
+
+def test_every_flow_ran_under_both(traces):
+    for trace in traces:
+        for flow, result in trace.items():
+            assert result["error"] is None, (flow, result["error"])
+            assert len(result["calls"]) > 50, flow
+
+
+def test_ours_calls_what_the_original_calls(traces):
+    reference, ours = traces
+    problems = compare_calls(reference, ours)
+    assert not problems, "calls that differ from the original:\n" + "\n".join(problems)
+
+
+def test_comparison_finds_a_missing_call(traces):
+    # The comparison itself: drop one hook call and change one argument in ours.
+    reference, ours = traces
+    broken = json.loads(json.dumps(ours))
+    calls = broken["echo"]["calls"]
+    on_send = next(i for i, c in enumerate(calls) if c[0] == "conn" and c[1] == "on_send")
+    del calls[on_send]
+    receive = next(c for c in calls if c[1] == "_receive")
+    receive[2] = [*receive[2], 99]
+    problems = compare_calls(reference, broken)
+    assert any(p.startswith('echo: missing (original 1, ours 0): ["conn", "on_send"') for p in problems)
+    assert any(p.startswith("echo: missing") and '"_receive"' in p for p in problems)
+    assert any(p.startswith("echo: extra") and '"_receive"' in p and "99" in p for p in problems)
