@@ -80,7 +80,7 @@ def _register(peer, packets):
 
 
 def _has_handler(pkt):
-    return net._overrides(pkt, "receive", Packet)
+    return net._overrides(pkt, "receive")
 
 
 # --- received messages -----------------------------------------------------------------

@@ -140,23 +140,69 @@ def _keepalive_settings(cfg):
     }
 
 
-_CLASS_OVERRIDES = {}
+# class -> the names of the library's overridable methods that the class redefines
+_REDEFINED = {}
+
+# Registry classes known to leave getInt and getObj as they are.
+_PLAIN_REGISTRIES = set()
+
+# In a send route: the packet object is to be asked of the app's registry (getObj).
+_ASK_REGISTRY = object()
 
 
-def _overrides(obj, name, base):
-    """Whether ``obj``'s ``name`` method is not ``base``'s: set on the object itself (apps
-    assign hooks on instances) or overridden by its class (asked once per class).
+def _library_defaults(cls):
+    """The overridable methods whose library versions peng3dnet-rs may skip (their
+    effect is had by other means, or they do nothing), for classes of ``cls``'s kind:
+    name -> the library functions that count as the library's own."""
+    if issubclass(cls, _Peer):
+        return {
+            "sendEvent": (_Peer.sendEvent,),
+            "genCID": (Server.genCID,),
+            "send_message": (Server.send_message, Client.send_message),
+            "receive_data": (Server.receive_data, Client.receive_data),
+            "process_single_packet": (Server.process_single_packet, Client.process_single_packet),
+            "receive_packet": (Server.receive_packet, Client.receive_packet),
+            "pump_write_buffer": (Client.pump_write_buffer,),
+        }
+    if issubclass(cls, ClientOnServer):
+        return {"on_send": (ClientOnServer.on_send,)}
+    if issubclass(cls, Packet):
+        own_sends = (Packet._send, SmartPacket._send, _internal._HandledByCore._send)
+        return {"send": (Packet.send,), "_send": own_sends, "receive": (Packet.receive,)}
+    if issubclass(cls, ConnectionType):
+        return {
+            "send": (ConnectionType.send,),
+            "receive": (ConnectionType.receive,),
+            "init": (ClassicConnectionType.init,),
+        }
+    if issubclass(cls, BaseRegistry):
+        return {"getInt": (BaseRegistry.getInt,), "getObj": (BaseRegistry.getObj,)}
+    return {}
+
+
+def _redefined(cls):
+    """Which of the library's overridable methods ``cls`` redefines (see
+    :func:`_library_defaults`), worked out once per class."""
+    found = _REDEFINED.get(cls)
+    if found is None:
+        found = frozenset(
+            name
+            for name, own in _library_defaults(cls).items()
+            if getattr(cls, name, None) is not None and getattr(cls, name) not in own
+        )
+        _REDEFINED[cls] = found
+    return found
+
+
+def _overrides(obj, name):
+    """Whether ``obj``'s method ``name`` is not the library's own: its class redefines it
+    (worked out once per class) or it is set on the object (apps assign hooks on
+    instances).
 
     The original calls its overridable methods on every occasion; peng3dnet-rs skips a
-    call only where this says the method is the library's own, whose effect it then
-    has by other means."""
-    if name in getattr(obj, "__dict__", ()):
-        return True
-    key = (type(obj), name, base)
-    found = _CLASS_OVERRIDES.get(key)
-    if found is None:
-        found = _CLASS_OVERRIDES[key] = getattr(type(obj), name, None) is not getattr(base, name)
-    return found
+    call only where this says the method is the library's own, whose effect it then has
+    by other means."""
+    return name in _redefined(type(obj)) or name in getattr(obj, "__dict__", ())
 
 
 class _ConntypeTable(dict):
@@ -172,7 +218,7 @@ class _ConntypeTable(dict):
             raise TypeError(f"a connection type must be a ConnectionType instance, not {type(obj).__name__}")
         super().__setitem__(name, obj)
         # The core runs the classic handshake itself unless Python code replaces init.
-        native = isinstance(obj, ClassicConnectionType) and not _overrides(obj, "init", ClassicConnectionType)
+        native = isinstance(obj, ClassicConnectionType) and not _overrides(obj, "init")
         self._core.add_conntype(name, native)
 
 
@@ -230,6 +276,8 @@ class _Peer:
         self.sock = None
         self.run = True
         self.conntypes = _ConntypeTable(self._core)
+        # The overridable methods this peer's class redefines (its hot paths ask).
+        self._own_hooks = _redefined(type(self))
         self.registry = PacketRegistry()
         self.selector = None  # the original's selector loop; the native core serves the sockets
         self._init_lock = threading.RLock()
@@ -358,44 +406,61 @@ class _Peer:
         return pid, pkt, internal
 
     def _route(self, ptype):
-        """``(id, packet object or None)`` of a packet type in any form. Names are looked
-        up once: the registry keeps what was found until it changes (registration,
-        removal, the ids of a handshake)."""
+        """What sending ``ptype`` (a packet type in any form) involves: ``(id, packet object
+        or None, whether it is internal, whether the object's send hooks see the frame,
+        whether it needs more than encoding and queueing (see :meth:`_transmit`))``.
+        Names are looked up once: the registry keeps what was found until it changes
+        (registration, removal, the ids of a handshake)."""
+        return self._route_in(self.registry, ptype)
+
+    def _route_in(self, reg, ptype):
         if type(ptype) is not str:
-            return self._packet_id(ptype)[:2]
+            return self._new_route(ptype)
         # Taken before the lookup: a change meanwhile replaces this dict, so that what is
         # stored below, from the old maps, is not seen again.
-        routes = getattr(self.registry, "_routes", None)
+        routes = getattr(reg, "_routes", None)
         route = routes.get(ptype) if routes is not None else None
         if route is None:
-            route = self._packet_id(ptype)[:2]
+            route = self._new_route(ptype)
             if routes is not None:
                 routes[ptype] = route
         return route
 
+    def _new_route(self, ptype):
+        pid, pkt, _ = self._packet_id(ptype)
+        special = pid == _CLOSE_PID or (isinstance(pkt, SmartPacket) and pkt.min_sslsec_level > SSLSEC_NONE)
+        return pid, pkt, _internal_type(ptype), _hooks_see_message(pkt), special
+
     def _registry_overridden(self):
         """Whether the registry's ``getInt``/``getObj`` are an app's own: then they are
-        asked on every send and receive, as the original does."""
-        reg = self.registry
-        return _overrides(reg, "getInt", BaseRegistry) or _overrides(reg, "getObj", BaseRegistry)
+        asked on every send and receive, as the original does (worked out once per
+        registry class)."""
+        kind = type(self.registry)
+        if kind in _PLAIN_REGISTRIES:
+            return False
+        # The registry's kind has no other overridable methods than these two.
+        if _redefined(kind):
+            return True
+        _PLAIN_REGISTRIES.add(kind)
+        return False
 
     def _lookup(self, ptype):
-        """``(id, packet object or None)`` for sending ``ptype``: the registry's
-        ``getInt``; the object is looked up later (:meth:`_packet_object`)."""
-        if self._registry_overridden():
-            return self.registry.getInt(ptype), None
-        return self._route(ptype)
-
-    def _packet_object(self, ptype, pkt):
-        """The packet object whose ``_send`` runs for ``ptype`` (``registry.getObj``)."""
-        if pkt is None and self._registry_overridden():
-            return self.registry.getObj(ptype)
-        return pkt
+        """:meth:`_route`, or with an app's registry its ``getInt`` (the packet object is
+        then asked of its ``getObj`` when the hooks run: :data:`_ASK_REGISTRY`)."""
+        reg = self.registry
+        if type(reg) in _PLAIN_REGISTRIES or not self._registry_overridden():
+            return self._route_in(reg, ptype)
+        pid = self.registry.getInt(ptype)
+        return pid, _ASK_REGISTRY, _internal_type(ptype), True, pid == _CLOSE_PID
 
     def _events_needed(self):
         """Whether ``sendEvent`` must be called: events are on, or the app's own
         ``sendEvent`` receives them (the original always calls it)."""
-        return (self.peng is not None and self._events_on()) or _overrides(self, "sendEvent", _Peer)
+        return (
+            (self.peng is not None and self._events_on())
+            or "sendEvent" in _redefined(type(self))
+            or "sendEvent" in self.__dict__
+        )
 
     # Set while the dispatch replays a packet the native core sent on its own (the
     # handshake's, see _replay_sent) through an app's send_message: (message, frame,
@@ -428,6 +493,8 @@ class _Peer:
         if pid == _CLOSE_PID:
             conn.close(data.get("reason") if isinstance(data, dict) else None)
             return self._codec().encode(pid, data) if want_frame else True
+        if pkt is _ASK_REGISTRY:
+            pkt = self.registry.getObj(ptype)
         if (
             isinstance(pkt, SmartPacket)
             and pkt.min_sslsec_level > SSLSEC_NONE
@@ -527,16 +594,12 @@ class _Peer:
         self._events_now = self._events_needed()
         # An app that overrides the original's byte-level receive methods gets every
         # packet through them (see _replay_received).
-        base = Server if isinstance(self, Server) else Client
         self._raw_receive = any(
-            _overrides(self, name, base)
-            for name in ("receive_data", "process_single_packet", "receive_packet")
+            _overrides(self, name) for name in ("receive_data", "process_single_packet", "receive_packet")
         )
         # Only connection types that override receive() (the ping extension's) can
         # claim a packet; without any, no packet needs its connection type looked up.
-        self._conntype_receives = any(
-            _overrides(ct, "receive", ConnectionType) for ct in list(self.conntypes.values())
-        )
+        self._conntype_receives = any(_overrides(ct, "receive") for ct in list(self.conntypes.values()))
 
     def process_forever(self):
         """Process until :meth:`stop` is called."""
@@ -707,8 +770,10 @@ class _Peer:
         _log.debug(text)
 
     def _debugging_send(self):
-        """``_debugging("send")``, for the send path (called for every packet)."""
-        return self.cfg["net.debug.print.send"] or _log.isEnabledFor(logging.DEBUG)
+        """Whether to report each packet sent (``net.debug.print.send``; printed and
+        logged). Asked for every packet, so only the switch is read, as the original
+        did."""
+        return self.cfg["net.debug.print.send"]
 
     def _debugging(self, kind):
         """Whether :meth:`_debug` of ``kind`` would show anything (hot paths check this
@@ -932,21 +997,29 @@ class Server(_Peer):
             self._debug("send", f"SEND {ptype} to {cid}")
         client = self.clients.get(cid)
         conn = client.conn if client is not None else self._connection_of(cid)
-        pid, pkt = self._lookup(ptype)
-        events = self._events_needed()
-        ct = self.conntypes.get(conn.conntype) if not _internal_type(ptype) else None
-        ct_send = ct is not None and _overrides(ct, "send", ConnectionType)
+        pid, pkt, internal, pkt_sees, special = self._lookup(ptype)
+        events = (
+            (self.peng is not None and self._events_on())
+            or "sendEvent" in self._own_hooks
+            or "sendEvent" in self.__dict__
+        )
+        ct = None if internal else self.conntypes.get(conn.conntype)
+        ct_send = ct is not None and _overrides(ct, "send")
+        # The frame is made for the hooks only if one of them is not the library's no-op.
         want_frame = (
             events
             or ct_send
-            or (client is not None and _overrides(client, "on_send", ClientOnServer))
-            or _hooks_see_message(pkt)
-            or self._custom_registry
+            or pkt_sees
+            or (client is not None and (client._own_on_send or "on_send" in client.__dict__))
+            or (pkt is not None and ("send" in pkt.__dict__ or "_send" in pkt.__dict__))
         )
-        frame = self._replayed_frame(data)
+        frame = None if self._replaying is None else self._replayed_frame(data)
         if frame is None:
-            frame = self._transmit(conn, pid, ptype, data, pkt, want_frame)
-            if frame is None:
+            if special:
+                frame = self._transmit(conn, pid, ptype, data, pkt, want_frame)
+            else:
+                frame = conn.send(pid, data, want_frame)
+            if frame is None or frame is False:
                 return
         if ct_send and ct.send(frame, ptype, cid):
             return
@@ -956,7 +1029,8 @@ class Server(_Peer):
             self.sendEvent(
                 "peng3dnet:server.connection.send", {"client": client, "pid": ptype, "data": frame}
             )
-        pkt = self._packet_object(ptype, pkt)
+        if pkt is _ASK_REGISTRY:
+            pkt = self.registry.getObj(ptype)
         if pkt is not None:
             pkt._send(frame, cid)
 
@@ -1019,7 +1093,7 @@ class Server(_Peer):
             name = client.conntype
             if name not in own_send:
                 ct = self.conntypes.get(name)
-                own_send[name] = ct is not None and _overrides(ct, "send", ConnectionType)
+                own_send[name] = ct is not None and _overrides(ct, "send")
             if own_send[name]:
                 one_by_one.append(cid)
             else:
@@ -1078,7 +1152,7 @@ class Server(_Peer):
         if kind == EV_CONNECTED:
             conn = event[2]
             addr = conn.getpeername()
-            if _overrides(self, "genCID", Server):
+            if _overrides(self, "genCID"):
                 self._accepting_cid = cid
                 try:
                     own = self.genCID()
@@ -1088,6 +1162,8 @@ class Server(_Peer):
                     self._app_cids[cid] = own
                     cid = own
             client = self.clientcls(self, conn, addr, cid)
+            # Asked for every packet sent to it (whether on_send needs the frame).
+            client._own_on_send = "on_send" in _redefined(type(client))
             self.clients[cid] = client
             self._debug("connect", f"CONNECT {cid} from {addr}")
             client.on_connect()
@@ -1185,8 +1261,7 @@ def _hooks_see_message(pkt):
     encoded frame need not be made for them)."""
     if pkt is None:
         return False
-    own_send = _overrides(pkt, "_send", Packet) and _overrides(pkt, "_send", SmartPacket)
-    return own_send or _overrides(pkt, "send", Packet)
+    return _overrides(pkt, "_send") or _overrides(pkt, "send")
 
 
 def _ssl_state(seclevel):
@@ -1223,6 +1298,8 @@ class ClientOnServer:
     ``server`` is the server, ``conn`` the connection (it has ``getpeername()``,
     ``getsockname()`` and ``fileno()``), ``addr`` the client's address, ``cid`` its id.
     """
+
+    _own_on_send = True  # set by the server for each connection (see Server._dispatch)
 
     def __init__(self, server, conn, addr, cid):
         self.server = server
@@ -1538,18 +1615,26 @@ class Client(_Peer):
         conn = self._conn
         if conn is None:
             conn = self._connection_of()
-        pid, pkt = self._lookup(ptype)
-        ct = None if _internal_type(ptype) else self.conntypes.get(self.target_conntype)
-        if ct is None or not _overrides(ct, "send", ConnectionType) or not ct.send(data, ptype, cid):
+        pid, pkt, internal, _, special = self._lookup(ptype)
+        ct = None if internal else self.conntypes.get(self.target_conntype)
+        if ct is None or not _overrides(ct, "send") or not ct.send(data, ptype, cid):
             self.on_send(ptype, data)
-            if self._events_needed():
+            if (
+                (self.peng is not None and self._events_on())
+                or "sendEvent" in self._own_hooks
+                or "sendEvent" in self.__dict__
+            ):
                 self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
-            pkt = self._packet_object(ptype, pkt)
+            if pkt is _ASK_REGISTRY:
+                pkt = self.registry.getObj(ptype)
             if pkt is not None:
                 pkt._send(data)
-        if self._replayed_frame(data) is None:
-            self._transmit(conn, pid, ptype, data, pkt, False)
-        if _overrides(self, "pump_write_buffer", Client):
+        if self._replaying is None or self._replayed_frame(data) is None:
+            if special:
+                self._transmit(conn, pid, ptype, data, pkt, False)
+            elif conn.send(pid, data, False) is False:
+                _log.debug("packet %s on a closing connection dropped", ptype)
+        if "pump_write_buffer" in self._own_hooks or "pump_write_buffer" in self.__dict__:
             self.pump_write_buffer()
 
     def pump_write_buffer(self):
