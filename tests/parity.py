@@ -162,6 +162,10 @@ _PING = (
     "the place of the cid, so that its close packet carries none; ours sends pingcomplete, "
     "and stops its client once it has the answer (the original left it running)"
 )
+_MIN_SSLSEC = (
+    "a packet below its min_sslsec_level is never sent (the original sent it in the clear "
+    "and only skipped its send hook): the server never receives t:secure"
+)
 _SERVER_CLOSE_NONE = (
     '["server", "sendEvent", ["peng3dnet:server.connection.close", {"client": "<conn>", "reason": null}]*'
 )
@@ -176,6 +180,9 @@ CALLS_ALLOWED = [
     ("echo smartpacket", "missing", '["client", *"socketclose"*', _OWN_CLOSE),
     ("echo", "extra", '["client", *"bye"*', _OWN_CLOSE),
     ("smartpacket", "extra", '["client", *"smartpacketinvalid"*', _OWN_CLOSE),
+    ("smartpacket", "missing", '[*"needs TLS"*', _MIN_SSLSEC),
+    ("smartpacket", "missing", '["server", "receive_packet", ["<packet 73>", 1], {}]', _MIN_SSLSEC),
+    ("smartpacket", "missing", '["server", "process_single_packet", *', _MIN_SSLSEC),
     ("server_close shutdown", "missing", '["c*", *, [*null*', _BUG_18),
     ("server_close shutdown", "missing", '["conn", "close", [], {}]', _BUG_18),
     ("server_close shutdown", "missing", _SERVER_CLOSE_NONE, _BUG_18),

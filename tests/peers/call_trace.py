@@ -27,7 +27,14 @@ os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
 
 import peng3dnet
 from peng3dnet import conntypes, registry
-from peng3dnet.constants import SIDE_CLIENT, SIDE_SERVER, STATE_ACTIVE, STATE_LOGGEDIN
+from peng3dnet.constants import (
+    MODE_CHAT,
+    SIDE_CLIENT,
+    SIDE_SERVER,
+    SSLSEC_ENCRYPTED,
+    STATE_ACTIVE,
+    STATE_LOGGEDIN,
+)
 from peng3dnet.ext import ping
 from peng3dnet.packet import Packet, SmartPacket
 
@@ -152,6 +159,23 @@ class LoggedInClose(TSmart):
     invalid_action = "close"
 
 
+class ChatMode(TSmart):
+    mode = MODE_CHAT
+
+
+class OtherType(TSmart):
+    conntype = "other"
+
+
+class Explodes(TSmart):
+    state = STATE_LOGGEDIN
+    invalid_action = "explode"
+
+
+class Secure(TSmart):
+    min_sslsec_level = SSLSEC_ENCRYPTED
+
+
 PACKETS = [
     ("t:echo", Echo),
     ("t:plain", TPacket),
@@ -159,6 +183,10 @@ PACKETS = [
     ("t:client_only", ClientOnly),
     ("t:loggedin", LoggedIn),
     ("t:loggedin_close", LoggedInClose),
+    ("t:chat", ChatMode),
+    ("t:other", OtherType),
+    ("t:explodes", Explodes),
+    ("t:secure", Secure),
 ]
 
 
@@ -291,6 +319,13 @@ def flow_smartpacket():
     server.send_message("t:client_only", "to client", cid)  # allowed
     client.send_message("t:client_only", "wrong way")  # a failing side rule (ignore)
     server.send_message("t:loggedin", "not logged in", cid)  # a failing state rule (ignore)
+    server.send_message("t:chat", "not chatting", cid)  # a failing mode rule
+    client.send_message("t:other", "other type", cid)  # a failing conntype rule
+    client.send_message("t:secure", "needs TLS")  # below its min_sslsec_level
+    try:
+        client.send_message("t:explodes", "unknown action")  # raises (not the same error)
+    except Exception:
+        pass
     client.send_message("t:plain", "marker")
     assert received(server, "t:plain")
     assert received(client, "t:client_only")
