@@ -3,6 +3,7 @@
 import contextlib
 import importlib.util
 import itertools
+import json
 import os
 import pathlib
 import pickle
@@ -36,6 +37,16 @@ def subprocess_env():
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("PYTHONPATH", None)
     return env
+
+
+def run_peer_json(python, script, *args, timeout=120):
+    """Run ``peers/<script>`` under ``python`` and return the JSON it printed last."""
+    result = subprocess.run(
+        [python, str(PEERS / script), *args], env=subprocess_env(), capture_output=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"{script} failed under {python}: {result.stderr.decode()[-3000:]}")
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
 
 
 LENGTH = struct.Struct("!I")

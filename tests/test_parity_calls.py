@@ -9,25 +9,15 @@ differences are in ``parity.CALLS_ALLOWED``, each with its reason.
 """
 
 import json
-import subprocess
 
 import pytest
 from parity import compare_calls
-from support import PEERS, subprocess_env
-
-
-def _trace(python):
-    result = subprocess.run(
-        [python, str(PEERS / "call_trace.py")], env=subprocess_env(), capture_output=True, timeout=120
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"call trace failed under {python}: {result.stderr.decode()[-3000:]}")
-    return json.loads(result.stdout)
+from support import run_peer_json
 
 
 @pytest.fixture(scope="module")
 def traces(ours_python, ref_python):
-    return _trace(ref_python), _trace(ours_python)
+    return run_peer_json(ref_python, "call_trace.py"), run_peer_json(ours_python, "call_trace.py")
 
 
 def test_every_flow_ran_under_both(traces):

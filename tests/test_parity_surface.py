@@ -11,28 +11,15 @@ in ``parity.SURFACE_ALLOWED`` and its neighbours, each with its reason.
 """
 
 import json
-import subprocess
 
 import pytest
 from parity import compare_surface
-from support import PEERS, subprocess_env
-
-
-def _dump(python):
-    result = subprocess.run(
-        [python, str(PEERS / "surface_dump.py")],
-        env=subprocess_env(),
-        capture_output=True,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"surface dump failed under {python}: {result.stderr.decode()[-3000:]}")
-    return json.loads(result.stdout)
+from support import run_peer_json
 
 
 @pytest.fixture(scope="module")
 def dumps(ours_python, ref_python):
-    return _dump(ref_python), _dump(ours_python)
+    return run_peer_json(ref_python, "surface_dump.py"), run_peer_json(ours_python, "surface_dump.py")
 
 
 def test_dumps_describe_each_implementation(dumps):
