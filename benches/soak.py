@@ -178,8 +178,12 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
+    if summary["lost"] or summary["error_count"] or not summary["messages"]:
+        print("soak failed: messages were lost, sessions failed, or nothing was sent", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYGLET_SHADOW_WINDOW", "0")
-    main()
+    sys.exit(main())
