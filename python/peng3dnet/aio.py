@@ -32,6 +32,8 @@ import collections
 import inspect
 
 from . import errors, net
+from ._core import EV_CLOSED, EV_CONNECTED, EV_HANDSHAKE_COMPLETE
+from ._hooks import overrides
 from ._logs import LazyLogger
 from .constants import CONNTYPE_CLASSIC
 from .packet import Packet, SmartPacket
@@ -80,7 +82,7 @@ def _register(peer, packets):
 
 
 def _has_handler(pkt):
-    return net._overrides(pkt, "receive")
+    return overrides(pkt, "receive")
 
 
 # --- received messages -----------------------------------------------------------------
@@ -419,12 +421,12 @@ class AioServer(_AioPeer):
 
     def _observe(self, event):
         kind = event[0]
-        if kind == net.EV_CONNECTED:
+        if kind == EV_CONNECTED:
             self._all_gone.clear()
-        elif kind == net.EV_HANDSHAKE_COMPLETE:
+        elif kind == EV_HANDSHAKE_COMPLETE:
             if event[1] in self.peer.clients:
                 self._notify(self.on_connect, event[1])
-        elif kind == net.EV_CLOSED:
+        elif kind == EV_CLOSED:
             cid, reason = event[1], event[2]
             for waiter in self._close_waiters.pop(cid, ()):
                 if not waiter.done():
@@ -583,10 +585,10 @@ class AioClient(_AioPeer):
 
     def _observe(self, event):
         kind = event[0]
-        if kind == net.EV_HANDSHAKE_COMPLETE:
+        if kind == EV_HANDSHAKE_COMPLETE:
             if not self._connected.done():
                 self._connected.set_result(None)
-        elif kind == net.EV_CLOSED:
+        elif kind == EV_CLOSED:
             reason = event[2]
             if not self._connected.done():
                 self._connected.set_exception(

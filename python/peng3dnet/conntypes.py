@@ -6,6 +6,7 @@ client id (``None`` on the client side).
 """
 
 from . import version  # noqa: F401 (reachable as peng3dnet.conntypes.version, as in the original)
+from ._hooks import library_default
 from .constants import *  # noqa: F403
 
 __all__ = ["ClassicConnectionType", "ConnectionType"]
@@ -21,11 +22,13 @@ class ConnectionType:
         """Called on the server when a client chose this type (``cid`` is its id), and on
         the client once it has sent its choice (``cid`` is ``None``)."""
 
+    @library_default
     def receive(self, msg, pid, flags, cid):
         """Called for each received packet with an id of 64 or more, before any handler.
         Return ``True`` to stop further handling of the packet."""
         return False
 
+    @library_default
     def send(self, data, pid, cid):
         """Called for each sent packet with an id of 64 or more; ``data`` is the encoded
         frame. Return ``True`` to skip the other send hooks."""
@@ -39,5 +42,6 @@ class ClassicConnectionType(ConnectionType):
     can call ``super().init(cid)`` to run it from Python.
     """
 
+    @library_default
     def init(self, cid):
         self.peer._connection_of(cid).classic_init()

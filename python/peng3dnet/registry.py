@@ -8,6 +8,7 @@ and an object (a :class:`~peng3dnet.packet.Packet` instance). ``getID``/``getNam
 import threading
 
 from . import errors, packet  # noqa: F401 (packet: reachable as peng3dnet.registry.packet)
+from ._hooks import library_default
 from .packet import Packet
 
 __all__ = ["BaseRegistry", "PacketRegistry"]
@@ -232,6 +233,7 @@ class BaseRegistry:
 
     getStr = getName
 
+    @library_default
     def getID(self, obj):
         """The id of ``obj`` (an int is returned as it is)."""
         if isinstance(obj, int):
@@ -244,6 +246,7 @@ class BaseRegistry:
 
     getInt = getID
 
+    @library_default
     def getObj(self, obj):
         """The object of ``obj`` (an object of ``objtype`` is returned as it is)."""
         if isinstance(obj, self.objtype):

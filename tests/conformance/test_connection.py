@@ -459,8 +459,8 @@ def test_process_loses_nothing_when_batches_are_full(net, monkeypatch):
     # process() takes queued events in batches and stops after a few full ones so that a
     # busy stream cannot keep it from returning; what it leaves must stay queued for the
     # next call. Tiny batches make the limit easy to reach.
-    monkeypatch.setattr(peng3dnet.net, "_BATCH", 4)
-    monkeypatch.setattr(peng3dnet.net, "_MAX_BATCHES", 2)
+    monkeypatch.setattr(peng3dnet.net._peer, "_BATCH", 4)
+    monkeypatch.setattr(peng3dnet.net._peer, "_MAX_BATCHES", 2)
     server = net.server(EchoServer, process=False)
     net.client(server, EchoClient, wait=False)
     assert wait_until(lambda: server.process() is not None and len(server.clients) == 1)

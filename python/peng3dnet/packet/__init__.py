@@ -9,6 +9,7 @@ mode, connection type, TLS level) that a packet must meet to be sent or handled.
 import inspect
 
 from .. import errors
+from .._hooks import library_default
 from ..constants import *  # noqa: F403 (the original exports every constant from here too)
 from ..constants import SIDE_CLIENT, SIDE_SERVER, SSLSEC_NONE, STATE_ACTIVE
 
@@ -29,16 +30,19 @@ class Packet:
         if result is not None:
             _returned(self, result)
 
+    @library_default
     def _send(self, msg, cid=None):
         """Called for each packet of this type sent; calls :meth:`send`. The client calls
         it before queueing the packet, with the message; the server after, with the
         encoded frame (as the original does)."""
         self.send(msg, cid)
 
+    @library_default
     def receive(self, msg, cid=None):
         """Handle a received packet: ``msg`` is the decoded message, ``cid`` the sender
         (``None`` on the client side)."""
 
+    @library_default
     def send(self, msg, cid=None):
         """Hook run for each packet of this type sent: ``msg`` is the message object on
         the client and the encoded frame on the server (as in the original), ``cid`` the
@@ -86,6 +90,7 @@ class SmartPacket(Packet):
         self._invalid(cid)
         return False
 
+    @library_default
     def _send(self, msg, cid=None):
         """Runs :meth:`send` if the conditions are met, else ``invalid_action``.
 

@@ -13,6 +13,7 @@ at any time by either side and carries the close reason.
 """
 
 from .. import version  # noqa: F401 (reachable as peng3dnet.packet.internal.version)
+from .._hooks import library_default
 from ..constants import *  # noqa: F403 (the original exports every constant from here too)
 from ..constants import (
     CONNTYPE_NOTSET,
@@ -40,6 +41,7 @@ class _HandledByCore(SmartPacket):
         self.receive(msg, cid)
         return True
 
+    @library_default
     def _send(self, msg, cid=None):
         self.send(msg, cid)
         return True
