@@ -15,6 +15,12 @@ EV_HANDSHAKE_COMPLETE: int
 EV_INIT: int
 EV_CLOSED: int
 EV_LOG: int
+INTERNAL_ID_LIMIT: int
+"""Packet ids below this are internal: the handshake's and the close packet."""
+INTERNAL_PACKETS: list[tuple[str, int]]
+"""The internal packets (name, id) as both sides register them, in the original's order."""
+PID_CLOSE: int
+"""The close packet's id."""
 
 _Addr = Union[tuple[str, int], tuple[str, int, int, int]]
 _Event = tuple[Any, ...]

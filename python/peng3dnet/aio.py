@@ -204,10 +204,7 @@ class _AioPeer:
         self._handler_tasks = set()
         # The peer's dispatch keeps every received user packet in its recv buffer and
         # runs coroutines returned by packet handlers through _spawn_handler.
-        peer._recv_messages = self._queue
-        peer._recv_sink = self._queue
-        peer._spawn_handler = self._spawn_handler
-        peer.aio = self
+        peer._attach_asyncio(self, self._queue)
 
     # --- the dispatch task ---------------------------------------------------------
 
@@ -352,7 +349,7 @@ class _AioPeer:
         self.peer.send_message(ptype, data, cid)
 
     def _msg_pid(self, ptype):
-        return None if ptype is None else self.peer._packet_id(ptype)[0]
+        return None if ptype is None else self.peer._pid_of(ptype)
 
     def _name(self, pid):
         return self.peer.registry.reg_int_str.get(pid, pid)
@@ -544,7 +541,7 @@ def start_server(
             peer = net.Server(peng=peng, addr=addr, clientcls=clientcls, cfg=cfg)
         elif addr is not None or cfg is not None or clientcls is not None or peng is not None:
             raise TypeError("give either server= or addr/cfg/clientcls/peng, not both")
-        if peer._is_started:
+        if peer._running():
             raise RuntimeError("this server is already running; give a server that was not started")
         aio = AioServer(peer, on_connect, on_close)
         peer.initialize()
@@ -679,12 +676,12 @@ def connect(
             peer = net.Client(peng=peng, addr=addr, cfg=cfg, conntype=conntype)
         elif addr is not None or cfg is not None or peng is not None:
             raise TypeError("give either client= or addr/cfg/peng, not both")
-        if peer._is_connected:
+        if peer._running():
             raise RuntimeError("this client is already connected; give a client that was not started")
         aio = AioClient(peer, on_close)
         peer.initialize()
         _register(peer, packets)
-        if peer._memory_name is not None:
+        if peer._in_process():
             peer._start()
         else:
             # Connecting waits for the network (without the GIL): off the loop's thread.

@@ -97,5 +97,14 @@ fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.add(name, value)?;
     }
+    // The protocol's decisions that the Python side needs, owned here: ids below the
+    // limit are internal (no connection type sees them); the internal packets as both
+    // sides register them; the close packet's id.
+    m.add("INTERNAL_ID_LIMIT", crate::protocol::INTERNAL_ID_LIMIT)?;
+    m.add(
+        "INTERNAL_PACKETS",
+        crate::peer::constants::INTERNAL_PACKETS.to_vec(),
+    )?;
+    m.add("PID_CLOSE", crate::peer::constants::pid::CLOSE)?;
     Ok(())
 }

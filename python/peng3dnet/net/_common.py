@@ -17,14 +17,18 @@ STRUCT_LENGTH32 = struct.Struct(STRUCT_FORMAT_LENGTH32)
 
 log = LazyLogger("peng3dnet.net")
 
-_INTERNAL_PACKETS = (
-    ("peng3dnet:internal.hello", _internal.HelloPacket, 1),
-    ("peng3dnet:internal.settype", _internal.SetTypePacket, 2),
-    ("peng3dnet:internal.handshake", _internal.HandshakePacket, 3),
-    ("peng3dnet:internal.handshake.accept", _internal.HandshakeAcceptPacket, 4),
-    ("peng3dnet:internal.closeconn", _internal.CloseConnectionPacket, 16),
-)
-_CLOSE_PID = 16
+# The protocol's own decisions come from the core: ids below INTERNAL_ID_LIMIT are
+# internal; the internal packets' names and ids; the close packet's id.
+INTERNAL_ID_LIMIT = _core.INTERNAL_ID_LIMIT
+_CLOSE_PID = _core.PID_CLOSE
+_INTERNAL_CLASSES = {
+    "peng3dnet:internal.hello": _internal.HelloPacket,
+    "peng3dnet:internal.settype": _internal.SetTypePacket,
+    "peng3dnet:internal.handshake": _internal.HandshakePacket,
+    "peng3dnet:internal.handshake.accept": _internal.HandshakeAcceptPacket,
+    "peng3dnet:internal.closeconn": _internal.CloseConnectionPacket,
+}
+_INTERNAL_PACKETS = tuple((name, _INTERNAL_CLASSES[name], pid) for name, pid in _core.INTERNAL_PACKETS)
 
 # Events are taken from the core in batches of this many; one process() call handles at
 # most _MAX_BATCHES batches so that a continuous stream cannot keep it from returning.
@@ -42,10 +46,10 @@ EV_LOG = _core.EV_LOG
 
 def _internal_type(ptype):
     """Whether the original treats ``ptype`` as internal (no connection type sees it):
-    an id below 64 or a name in the ``peng3dnet:`` namespace."""
+    an internal id or a name in the ``peng3dnet:`` namespace."""
     if type(ptype) is str:
         return ptype.startswith("peng3dnet:")
-    return isinstance(ptype, int) and ptype < 64
+    return isinstance(ptype, int) and ptype < INTERNAL_ID_LIMIT
 
 
 def _hooks_see_message(pkt):

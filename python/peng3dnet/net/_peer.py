@@ -17,6 +17,7 @@ from ..constants import DEFAULT_CONFIG
 from ..registry import PacketRegistry
 from ._bytes import _ByteLevelReceive
 from ._common import _BATCH, _INTERNAL_PACKETS, _MAX_BATCHES, EV_PACKET, _describe, log
+from ._dispatch import _Dispatch
 from ._send import _Sending
 
 
@@ -67,7 +68,7 @@ class _ConntypeTable(dict):
         self._core.add_conntype(name, native)
 
 
-class _Peer(_Sending, _ByteLevelReceive):
+class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
     """What servers and clients share: configuration, events, registries, dispatch."""
 
     _side_key = ""  # "server" or "client": the key under which events carry the peer
@@ -202,7 +203,7 @@ class _Peer(_Sending, _ByteLevelReceive):
 
     def register_packet(self, name, obj, n=None):
         """Register packet object ``obj`` under ``name`` (``"namespace:category.name"``),
-        with id ``n`` or the next free id from 64."""
+        with id ``n`` or the next free id from 64 (the first id that is not internal)."""
         self.registry.register(obj, name, n)
 
     def addConnType(self, t, obj):
@@ -362,6 +363,34 @@ class _Peer(_Sending, _ByteLevelReceive):
             if remaining is not None and remaining <= 0:
                 what = "message" if ptype is None else f"{ptype!r} message"
                 raise errors.TimedOutError(f"no {what} arrived within {timeout} seconds")
+
+    # --- the seam of the asyncio API (peng3dnet.aio) -----------------------------------
+    #
+    # peng3dnet.aio drives a server or client through these, the public API, _process
+    # (one batch of dispatch, with an observer of connection events), _start,
+    # _connection_of, and _core (the native core, for its wake-up socket and the
+    # sockets an event loop may read itself).
+
+    def _attach_asyncio(self, aio, queue):
+        """Let an asyncio peer (``aio``) take over: received messages go to ``queue``
+        (what ``recv`` reads), coroutines returned by packet handlers to
+        ``aio._spawn_handler``; ``self.aio`` is set."""
+        self._recv_messages = queue
+        self._recv_sink = queue
+        self._spawn_handler = aio._spawn_handler
+        self.aio = aio
+
+    def _running(self):
+        """Whether the peer has been started (server) or has connected (client)."""
+        return self._is_started
+
+    def _in_process(self):
+        """Whether the peer's address is an in-process one (``memory:NAME``)."""
+        return self._memory_name is not None
+
+    def _pid_of(self, ptype):
+        """The id of a packet type given in any form."""
+        return self._packet_id(ptype)[0]
 
     # --- threads -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from .._hooks import redefined as _redefined
 from ..constants import SSLSEC_NONE
 from ..packet import SmartPacket
 from ..registry import PacketRegistry
-from ._common import _CLOSE_PID, _hooks_see_message, _internal_type, log
+from ._common import _CLOSE_PID, INTERNAL_ID_LIMIT, _hooks_see_message, _internal_type, log
 
 # Registry classes known to leave getInt and getObj as they are.
 _PLAIN_REGISTRIES = set()
@@ -28,11 +28,11 @@ class _Sending:
             # The common case (a name, the library's own registry), without the
             # method calls of getID: the same lookups and the same KeyError.
             pid = reg.reg_int_str._inv[ptype]
-            internal = pid < 64 or ptype.startswith("peng3dnet:")
+            internal = pid < INTERNAL_ID_LIMIT or ptype.startswith("peng3dnet:")
             return pid, reg.reg_int_obj._fwd.get(pid), internal
         pid = reg.getID(ptype)
         pkt = reg.reg_int_obj.get(pid)
-        internal = pid < 64 or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
+        internal = pid < INTERNAL_ID_LIMIT or (isinstance(ptype, str) and ptype.startswith("peng3dnet:"))
         return pid, pkt, internal
 
     def _route(self, ptype):

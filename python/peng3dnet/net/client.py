@@ -19,13 +19,6 @@ from ..constants import (
     STATE_INIT,
 )
 from ._common import (
-    EV_CLOSED,
-    EV_CONNECTED,
-    EV_HANDSHAKE_COMPLETE,
-    EV_INIT,
-    EV_LOG,
-    EV_PACKET,
-    EV_SENT,
     _ssl_state,
     log,
 )
@@ -99,6 +92,9 @@ class Client(_Peer):
         """``"connected"`` once a TLS handshake completed, else ``"handshake"`` (as in
         the original, also for connections without TLS)."""
         return _ssl_state(self.ssl_seclevel)
+
+    def _running(self):
+        return self._is_connected
 
     def _connection_of(self, cid=None):
         if self._conn is None:
@@ -353,81 +349,40 @@ class Client(_Peer):
 
     # --- dispatch ------------------------------------------------------------------
 
-    def _dispatch(self, event):
-        kind = event[0]
-        if kind == EV_PACKET:
-            _, _, pid, flags, msg = event
-            if self._raw_receive:
-                self._replay_received(None, pid, flags, msg)
-                return 1
-            return self._deliver(None, pid, flags, msg)
-        if kind == EV_CONNECTED:
-            self._debug("connect", f"CONNECT to {self.addr}")
-            self.on_connect()
-        elif kind == EV_SENT:
-            # A packet of the handshake the core sent on its own: reported as if it had
-            # been sent through send_message, as in the original.
-            _, _, pid, msg, frame = event
-            self._replay_sent(self.registry.reg_int_str.get(pid, pid), msg, frame, None)
-        elif kind == EV_HANDSHAKE_COMPLETE:
-            self._sync_registry()
-            try:
-                self.on_handshake_complete()
-            finally:
-                self._handshake_dispatched = True
-                self._notify_dispatched()
-        elif kind == EV_INIT:
-            _, _, conntype = event
-            try:
-                if not self._conn.finished:
-                    self.conntypes[conntype].init(None)
-            finally:
-                self._conn.init_done()
-        elif kind == EV_CLOSED:
-            _, _, reason = event
-            self._close_reason = reason
-            try:
-                if not self._closed:
-                    self.close(reason)
-            finally:
-                self._closed = True
-                self._notify_dispatched()
-        elif kind == EV_LOG:
-            _, _, level, message = event
-            log.log(level, message)
-        return 0
+    _recv_event = "peng3dnet:client.recv"
 
-    def _deliver(self, cid, pid, flags, msg):
-        """Dispatch one received packet: the connection type's ``receive`` (which may
-        claim it), then the packet's ``_receive``, ``on_receive`` and the receive event."""
-        if self._debug_recv:
-            self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)}")
-        if pid < 64 or not self._conntype_receives or not self._conntype_receive(msg, pid, flags):
-            if self._custom_registry:
-                pkt = self.registry.getObj(pid)
-            else:
-                pkt = self._packets_by_id.get(pid)
-                if pkt is None:
-                    self.on_unknown_packet(pid, msg, None)
-                    return 1
-            sink = self._recv_sink
-            if sink is not None and pid >= 64:
-                sink.put(None, pid, msg)
-            pkt._receive(msg)
-            self.on_receive(pid, msg)
-            if self._events_now:
-                self.sendEvent("peng3dnet:client.recv", {"pid": pid, "msg": msg})
-        return 1
+    def _event_cid(self, cid):
+        return None
 
-    def _conntype_receive(self, msg, pid, flags):
-        ct = self.conntypes.get(self.target_conntype)
-        if ct is None:
-            return False
-        return ct.receive(msg, pid, flags, None)
+    def _receiver(self, cid):
+        return self
 
-    def on_unknown_packet(self, pid, msg, cid=None):
-        """Called for a packet whose id no registered packet has; logs and ignores it."""
-        log.warning("ignoring packet with unknown id %s from the server", pid)
+    def _conntype_of(self, receiver):
+        return self.target_conntype  # as the original: the type it asked for
+
+    def _recv_event_data(self, receiver, pid, msg):
+        return {"pid": pid, "msg": msg}
+
+    def _connection_opened(self, cid, conn):
+        self._debug("connect", f"CONNECT to {self.addr}")
+        self.on_connect()
+
+    def _handshake_completed(self, receiver):
+        self._sync_registry()
+        try:
+            self.on_handshake_complete()
+        finally:
+            self._handshake_dispatched = True
+            self._notify_dispatched()
+
+    def _connection_closed(self, cid, core_cid, reason):
+        self._close_reason = reason
+        try:
+            if not self._closed:
+                self.close(reason)
+        finally:
+            self._closed = True
+            self._notify_dispatched()
 
     # --- hooks ---------------------------------------------------------------------
 

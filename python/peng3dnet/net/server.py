@@ -21,13 +21,6 @@ from ..constants import (
 )
 from ..packet import SmartPacket
 from ._common import (
-    EV_CLOSED,
-    EV_CONNECTED,
-    EV_HANDSHAKE_COMPLETE,
-    EV_INIT,
-    EV_LOG,
-    EV_PACKET,
-    EV_SENT,
     _ssl_state,
     log,
 )
@@ -376,116 +369,58 @@ class Server(_Peer):
 
     # --- dispatch ------------------------------------------------------------------
 
-    def _dispatch(self, event):
-        kind = event[0]
-        cid = event[1]
-        if self._app_cids:
-            cid = self._app_cids.get(cid, cid)
-        if kind == EV_PACKET:
-            _, _, pid, flags, msg = event
-            if self._raw_receive:
-                if cid not in self.clients:
-                    return 0
-                self._replay_received(cid, pid, flags, msg)
-                return 1
-            return self._deliver(cid, pid, flags, msg)
-        if kind == EV_CONNECTED:
-            conn = event[2]
-            addr = conn.getpeername()
-            if _overrides(self, "genCID"):
-                self._accepting_cid = cid
-                try:
-                    own = self.genCID()
-                finally:
-                    self._accepting_cid = None
-                if own != cid:
-                    self._app_cids[cid] = own
-                    cid = own
-            client = self.clientcls(self, conn, addr, cid)
-            # Asked for every packet sent to it (whether on_send needs the frame).
-            client._own_on_send = "on_send" in _redefined(type(client))
-            self.clients[cid] = client
-            self._debug("connect", f"CONNECT {cid} from {addr}")
-            client.on_connect()
-            self.sendEvent(
-                "peng3dnet:server.connection.accept",
-                {"sock": conn, "addr": addr, "client": client, "cid": cid},
-            )
-        elif kind == EV_SENT:
-            # A packet of the handshake the core sent on its own: reported as if it had
-            # been sent through send_message, as in the original.
-            _, _, pid, msg, frame = event
-            if cid in self.clients:
-                self._replay_sent(self.registry.reg_int_str.get(pid, pid), msg, frame, cid)
-        elif kind == EV_HANDSHAKE_COMPLETE:
-            client = self.clients.get(cid)
-            if client is not None:
-                client.on_handshake_complete()
-        elif kind == EV_INIT:
-            _, _, conntype = event
-            client = self.clients.get(cid)
-            try:
-                if client is not None and not client.conn.finished:
-                    self.conntypes[conntype].init(cid)
-            finally:
-                if client is not None:
-                    client.conn.init_done()
-        elif kind == EV_CLOSED:
-            reason = event[2]
-            client = self.clients.get(cid)
-            try:
-                if client is not None:
-                    client.close(reason)
-            finally:
-                # Whatever an overridden close did, the connection is gone.
-                if self.clients.get(cid) is client:
-                    self.clients.pop(cid, None)
-                self._app_cids.pop(event[1], None)
-                for name in self.groups_of(cid):
-                    self.leave_group(cid, name)
-        elif kind == EV_LOG:
-            _, _, level, message = event
-            log.log(level, message)
-        return 0
+    _recv_event = "peng3dnet:server.connection.recv"
 
-    def _deliver(self, cid, pid, flags, msg):
-        """Dispatch one received packet: the connection type's ``receive`` (which may
-        claim it), then the packet's ``_receive``, ``on_receive`` and the receive event."""
+    def _event_cid(self, cid):
+        # An app's genCID may have given the connection another id than the core's.
+        return self._app_cids.get(cid, cid) if self._app_cids else cid
+
+    def _receiver(self, cid):
+        return self.clients.get(cid)
+
+    def _conntype_of(self, receiver):
+        return receiver.conntype
+
+    def _recv_event_data(self, receiver, pid, msg):
+        return {"client": receiver, "pid": pid, "msg": msg}
+
+    def _connection_opened(self, cid, conn):
+        addr = conn.getpeername()
+        if _overrides(self, "genCID"):
+            self._accepting_cid = cid
+            try:
+                own = self.genCID()
+            finally:
+                self._accepting_cid = None
+            if own != cid:
+                self._app_cids[cid] = own
+                cid = own
+        client = self.clientcls(self, conn, addr, cid)
+        # Asked for every packet sent to it (whether on_send needs the frame).
+        client._own_on_send = "on_send" in _redefined(type(client))
+        self.clients[cid] = client
+        self._debug("connect", f"CONNECT {cid} from {addr}")
+        client.on_connect()
+        self.sendEvent(
+            "peng3dnet:server.connection.accept",
+            {"sock": conn, "addr": addr, "client": client, "cid": cid},
+        )
+
+    def _handshake_completed(self, client):
+        client.on_handshake_complete()
+
+    def _connection_closed(self, cid, core_cid, reason):
         client = self.clients.get(cid)
-        if client is None:
-            return 0
-        if self._debug_recv:
-            self._debug("recv", f"RECV {self.registry.reg_int_str.get(pid, pid)} from {cid}")
-        if (
-            pid < 64
-            or not self._conntype_receives
-            or not self._conntype_receive(client.conntype, msg, pid, flags, cid)
-        ):
-            if self._custom_registry:
-                pkt = self.registry.getObj(pid)
-            else:
-                pkt = self._packets_by_id.get(pid)
-                if pkt is None:
-                    self.on_unknown_packet(pid, msg, cid)
-                    return 1
-            sink = self._recv_sink
-            if sink is not None and pid >= 64:
-                sink.put(cid, pid, msg)
-            pkt._receive(msg, cid)
-            client.on_receive(pid, msg)
-            if self._events_now:
-                self.sendEvent("peng3dnet:server.connection.recv", {"client": client, "pid": pid, "msg": msg})
-        return 1
-
-    def _conntype_receive(self, conntype, msg, pid, flags, cid):
-        ct = self.conntypes.get(conntype)
-        if ct is None:
-            return False
-        return ct.receive(msg, pid, flags, cid)
-
-    def on_unknown_packet(self, pid, msg, cid):
-        """Called for a packet whose id no registered packet has; logs and ignores it."""
-        log.warning("ignoring packet with unknown id %s from client %s", pid, cid)
+        try:
+            if client is not None:
+                client.close(reason)
+        finally:
+            # Whatever an overridden close did, the connection is gone.
+            if self.clients.get(cid) is client:
+                self.clients.pop(cid, None)
+            self._app_cids.pop(core_cid, None)
+            for name in self.groups_of(cid):
+                self.leave_group(cid, name)
 
 
 class WriteQueue:
