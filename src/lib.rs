@@ -10,9 +10,14 @@
 //!   No I/O, no clock, no Python.
 //! * [`peer`]: the handshake state machines and the packet table: internal packets
 //!   in, actions out. No I/O either.
+//! * [`transport`]: Tokio: sockets (TCP, TLS, in-process), each connection's reader
+//!   and writer, the timers, and the inbox of events the Python side drains. Never
+//!   touches Python.
 //! * `bindings` (private; cargo feature `python`, on by default): the only PyO3 code.
-//!   The `peng3dnet._core` extension module:
-//!   msgpack <-> Python object conversion and the codec classes the Python package uses.
+//!   The `peng3dnet._core` extension module: msgpack <-> Python object conversion, the
+//!   codec classes, and the server and client cores the Python package drives.
+//!
+//! `./run lint` fails if `protocol` or `peer` names Tokio or PyO3.
 //!
 //! The pure-Python package in `python/peng3dnet` keeps every import path of the
 //! original library and delegates the work to this crate.

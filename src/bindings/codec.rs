@@ -12,6 +12,7 @@ use super::errors;
 use crate::protocol::msgpack::ReadLimits;
 use crate::protocol::packet::{self, Compression};
 use crate::protocol::{FrameDecoder, Limits};
+use crate::transport::sync::Unpoisoned;
 
 /// `msgpack.packb(obj)`, byte for byte.
 #[pyfunction]
@@ -106,10 +107,7 @@ impl FrameCodec {
     /// `(pid, flags, msg)` tuples. Raises `peng3dnet.errors.ProtocolError` if the stream
     /// breaks the format or a limit.
     fn feed<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let mut guard = self
-            .decoder
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.decoder.lock_anyway();
         let Some(decoder) = guard.as_mut() else {
             return Err(errors::protocol_error_text(
                 py,
@@ -134,8 +132,7 @@ impl FrameCodec {
     #[getter]
     fn buffered(&self) -> usize {
         self.decoder
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .lock_anyway()
             .as_ref()
             .map_or(0, FrameDecoder::buffered)
     }

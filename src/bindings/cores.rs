@@ -27,6 +27,7 @@ use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
 use crate::transport::connection::{Keepalive, Settings};
 use crate::transport::memory;
 use crate::transport::server::ServerShared;
+use crate::transport::sync::{ReadAnyway, Unpoisoned};
 use crate::transport::tls::{
     ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, TlsSetupError,
 };
@@ -133,12 +134,7 @@ impl PeerCore {
 
     /// Adds a packet to the table (sent in handshakes by a server, synced by a client).
     fn register_packet(&self, name: &str, pid: u32) -> PyResult<()> {
-        let mut table = self
-            .owner
-            .common()
-            .table()
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut table = self.owner.common().table().lock_anyway();
         table
             .insert(name, pid)
             .map_err(|err| PyValueError::new_err(err.to_string()))
@@ -146,12 +142,7 @@ impl PeerCore {
 
     /// Removes a packet from the table.
     fn unregister_packet(&self, name: &str) {
-        self.owner
-            .common()
-            .table()
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.owner.common().table().lock_anyway().remove(name);
     }
 
     /// Makes a connection type known; `native` means the core runs its `init`.
@@ -164,8 +155,7 @@ impl PeerCore {
         self.owner
             .common()
             .conntypes()
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_anyway()
             .insert(name, kind);
     }
 
@@ -458,12 +448,7 @@ impl ClientCore {
 
     /// The table as `(name, id)` pairs.
     fn table(&self) -> Vec<(String, u32)> {
-        let table = self
-            .shared
-            .common
-            .table()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let table = self.shared.common.table().read_anyway();
         table
             .entries()
             .map(|(name, id)| (name.to_owned(), id))

@@ -1,4 +1,5 @@
-//! Turning core errors into Python exceptions, in one place.
+//! Turning the core's error types into Python exceptions. (Arguments that Python
+//! passes wrongly raise `ValueError`/`TypeError` where they are read.)
 //!
 //! The exception classes themselves are defined once, in Python
 //! (`peng3dnet.errors`, and msgpack's own for the msgpack functions), so that
@@ -113,11 +114,8 @@ pub(crate) fn memory_error(err: std::io::Error) -> PyErr {
     let message = err.to_string();
     match err.kind() {
         std::io::ErrorKind::ConnectionRefused => PyConnectionRefusedError::new_err(message),
-        std::io::ErrorKind::AddrInUse => PyOSError::new_err((EADDRINUSE, message)),
+        std::io::ErrorKind::AddrInUse => PyOSError::new_err((libc::EADDRINUSE, message)),
         std::io::ErrorKind::InvalidInput => PyValueError::new_err(message),
         _ => PyOSError::new_err(message),
     }
 }
-
-/// Linux's number for "address already in use", which Python's `errno.EADDRINUSE` has.
-const EADDRINUSE: i32 = 98;

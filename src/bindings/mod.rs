@@ -7,10 +7,11 @@
 //!   `peng3dnet.net` drives.
 //! * [`connection`]: `Connection`, the handle of one connection.
 //! * [`events`]: the event tuples Python's dispatch loop reads.
-//! * [`errors`]: the single place where core errors become Python exceptions.
+//! * [`errors`]: where the core's error types become Python exceptions.
 //! * [`aio`]: awaitables for the asyncio API.
 //!
-//! Each file registers its own classes and functions.
+//! The module function at the end of this file registers the classes, functions and
+//! constants; `codec` registers its own.
 
 mod aio;
 mod codec;

@@ -4,15 +4,16 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 use super::connection::{Conn, Endpoint, Role, SocketInfo};
 use super::memory;
-use super::peer::{deadline, wait_until, PeerCommon};
+use super::peer::PeerCommon;
 use super::runtime::runtime;
+use super::sync::{deadline, wait_until, ReadAnyway, Unpoisoned};
 use super::tls::{ClientTls, TlsHandshakeError};
 use crate::peer::constants::{sslsec, state};
 use crate::peer::handshake::{self, Action, ClientRules, ConntypeKind};
@@ -53,10 +54,6 @@ pub struct ClientShared {
     tls: Mutex<Option<Arc<ClientTls>>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl ClientShared {
     /// A client with an empty packet table and no connection types yet.
     pub fn new(options: ClientOptions) -> Arc<ClientShared> {
@@ -73,7 +70,7 @@ impl ClientShared {
 
     /// Replaces the handshake options.
     pub fn set_options(&self, options: ClientOptions) {
-        *self.options.write().unwrap_or_else(|p| p.into_inner()) = options;
+        *self.options.lock_anyway() = options;
     }
 
     /// Changes whenever the handshake replaced the table.
@@ -83,12 +80,12 @@ impl ClientShared {
 
     /// The connection, once connected.
     pub fn conn(&self) -> Option<Arc<Conn>> {
-        lock(&self.conn).clone()
+        self.conn.lock_anyway().clone()
     }
 
     /// Uses TLS (or not, with `None`) for connections made from now on.
     pub fn set_tls(&self, tls: Option<ClientTls>) {
-        *lock(&self.tls) = tls.map(Arc::new);
+        *self.tls.lock_anyway() = tls.map(Arc::new);
     }
 
     /// Connects to the first of `addrs` that accepts within `timeout` each, runs the
@@ -100,7 +97,7 @@ impl ClientShared {
         timeout: Duration,
         host: &str,
     ) -> io::Result<Arc<Conn>> {
-        let tls = lock(&self.tls).clone();
+        let tls = self.tls.lock_anyway().clone();
         let stream = runtime().block_on(async {
             let mut last_error =
                 io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
@@ -172,14 +169,14 @@ impl ClientShared {
 
     /// Records the new connection and wakes threads waiting for it.
     fn connected(&self, conn: &Arc<Conn>) {
-        *lock(&self.conn) = Some(conn.clone());
-        lock(&self.status).connected = true;
+        *self.conn.lock_anyway() = Some(conn.clone());
+        self.status.lock_anyway().connected = true;
         self.status_changed.notify_all();
     }
 
     /// Reports a failed connection attempt to waiting threads.
     pub fn connect_failed(&self, reason: String) {
-        let mut status = lock(&self.status);
+        let mut status = self.status.lock_anyway();
         if status.closed.is_none() {
             status.closed = Some(Some(reason));
         }
@@ -194,7 +191,7 @@ impl ClientShared {
         timeout: Option<Duration>,
         done: impl Fn(&ClientStatus, Option<u32>) -> bool,
     ) -> (ClientStatus, bool) {
-        let status = lock(&self.status);
+        let status = self.status.lock_anyway();
         let (status, held) =
             wait_until(&self.status_changed, status, deadline(timeout), |status| {
                 done(status, self.conn().map(|c| c.state()))
@@ -228,23 +225,14 @@ impl Role for ClientShared {
     }
 
     fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action> {
-        let options = self
-            .options
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let options = self.options.read_anyway().clone();
         let kind: Option<ConntypeKind> = self
             .common
             .conntypes()
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .read_anyway()
             .get(&options.target_conntype)
             .copied();
-        let table = self
-            .common
-            .table()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let table = self.common.table().read_anyway();
         let rules = ClientRules {
             target_conntype: &options.target_conntype,
             target_kind: kind,
@@ -257,16 +245,12 @@ impl Role for ClientShared {
     }
 
     fn adopt_table(&self, table: PacketTable) {
-        *self
-            .common
-            .table()
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = table;
+        *self.common.table().lock_anyway() = table;
         self.table_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     fn status_changed(&self, conn: &Arc<Conn>) {
-        let mut status = lock(&self.status);
+        let mut status = self.status.lock_anyway();
         if conn.is_finished() && status.closed.is_none() {
             status.closed = Some(conn.close_reason());
         }

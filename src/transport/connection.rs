@@ -25,8 +25,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{Event, Inbox, LogLevel};
-use super::outbox::{Outbox, Pushed, StreamWriter};
+use super::outbox::{Outbound, Outbox, Pushed, StreamWriter};
 use super::shared_tcp::SharedTcp;
+use super::sync::Unpoisoned;
 use super::tasks;
 use super::timers::{self, Timer};
 use crate::peer::constants::{pid, reason, state, CONNTYPE_NOTSET};
@@ -110,15 +111,6 @@ impl Default for Settings {
             }),
         }
     }
-}
-
-/// What the writer task receives.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A complete frame to write.
-    Frame(Bytes),
-    /// Write a close packet with this reason, then shut the connection down.
-    Close(Option<String>),
 }
 
 /// The side-specific part of a connection: the server's or the client's rules.
@@ -508,15 +500,12 @@ impl Conn {
 
     /// The connection type.
     pub fn conntype(&self) -> String {
-        self.conntype
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.conntype.lock_anyway().clone()
     }
 
     /// Sets the connection type.
     pub fn set_conntype(&self, value: String) {
-        *self.conntype.lock().unwrap_or_else(|p| p.into_inner()) = value;
+        *self.conntype.lock_anyway() = value;
     }
 
     /// The `SSLSEC_*` level.
@@ -536,10 +525,7 @@ impl Conn {
 
     /// Why the connection ended (`None` while it is open, or if no reason was given).
     pub fn close_reason(&self) -> Option<String> {
-        self.close_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.close_reason.lock_anyway().clone()
     }
 
     /// Bytes queued for sending and not yet written.
@@ -601,7 +587,7 @@ impl Conn {
     }
 
     fn probes(&self) -> MutexGuard<'_, Probes> {
-        self.probes.lock().unwrap_or_else(|p| p.into_inner())
+        self.probes.lock_anyway()
     }
 
     fn set_rtt(&self, sent: Instant) {
@@ -623,7 +609,7 @@ impl Conn {
     /// directly from the calling thread, as far as the socket takes it without
     /// waiting; only what remains goes through the writer task.
     pub fn queue_frame(self: &Arc<Self>, mut frame: Bytes, payload_len: usize) -> bool {
-        let direct = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let direct = self.send_lock.lock_anyway();
         if self.is_closing() {
             return false;
         }
@@ -745,14 +731,11 @@ impl Conn {
     pub fn close(self: &Arc<Self>, reason: Option<String>) {
         // Under the send lock: once the close is queued, no frame may be written
         // directly any more (it could land inside the close packet).
-        let order = self.send_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let order = self.send_lock.lock_anyway();
         if self.closing.swap(true, Ordering::SeqCst) {
             return;
         }
-        *self
-            .intended_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        *self.intended_reason.lock_anyway() = Some(reason.clone());
         let queued = self.push_outbound(Outbound::Close(reason.clone()));
         drop(order);
         self.write_progress.notify_waiters();
@@ -799,18 +782,11 @@ impl Conn {
         if self.finished.swap(true, Ordering::SeqCst) {
             return;
         }
-        let intended = self
-            .intended_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let intended = self.intended_reason.lock_anyway().clone();
         let reason = intended.unwrap_or(reason);
         self.closing.store(true, Ordering::SeqCst);
         self.write_progress.notify_waiters();
-        self.close_reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone_from(&reason);
+        self.close_reason.lock_anyway().clone_from(&reason);
         self.inbox.push(Event::Closed {
             conn: self.clone(),
             reason,
@@ -1168,10 +1144,7 @@ impl Conn {
             reader.release_socket();
         }
         // Without the tasks nothing may be written any more, and the socket must close.
-        self.send_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.send_lock.lock_anyway().take();
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::connection::Conn;
-use super::peer::{deadline, wait_until};
+use super::sync::{deadline, wait_until, Unpoisoned};
 
 /// Severity of a [`Event::Log`] record (mapped to Python `logging` levels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +197,7 @@ impl Wakeup {
     /// Opens a new pair if there is none (the first time, or after [`Wakeup::close`]).
     #[cfg(unix)]
     fn reopen(&self) -> io::Result<()> {
-        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sockets = self.sockets.lock_anyway();
         if sockets.is_none() {
             let (reader, writer) = std::os::unix::net::UnixStream::pair()?;
             reader.set_nonblocking(true)?;
@@ -220,7 +220,7 @@ impl Wakeup {
         #[cfg(unix)]
         {
             use std::os::fd::AsRawFd;
-            let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            let sockets = self.sockets.lock_anyway();
             sockets
                 .as_ref()
                 .map_or(-1, |(reader, _)| i64::from(reader.as_raw_fd()))
@@ -232,10 +232,7 @@ impl Wakeup {
     fn close(&self) {
         self.armed.store(false, Ordering::SeqCst);
         #[cfg(unix)]
-        self.sockets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.sockets.lock_anyway().take();
     }
 
     /// Empties the read end.
@@ -243,7 +240,7 @@ impl Wakeup {
         #[cfg(unix)]
         {
             use std::io::Read;
-            let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+            let sockets = self.sockets.lock_anyway();
             if let Some((reader, _)) = sockets.as_ref() {
                 let mut sink = [0u8; 64];
                 while matches!((&*reader).read(&mut sink), Ok(n) if n > 0) {}
@@ -255,12 +252,7 @@ impl Wakeup {
     fn wake(&self) {
         if self.armed.load(Ordering::SeqCst) && self.armed.swap(false, Ordering::SeqCst) {
             #[cfg(unix)]
-            if let Some((_, writer)) = self
-                .sockets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-            {
+            if let Some((_, writer)) = self.sockets.lock_anyway().as_ref() {
                 use std::io::Write;
                 // A full socket already holds a wake-up: nothing is lost.
                 let _ = (&*writer).write(&[1]);
@@ -278,9 +270,7 @@ impl Inbox {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock cannot leave the queue inconsistent (every
         // critical section is a single push or drain), so poisoning is ignored.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue.lock_anyway()
     }
 
     /// Appends an event.
@@ -313,10 +303,7 @@ impl Inbox {
     /// Offers a plain TCP connection's socket for waiting threads to read (see
     /// [`Conn::read_inline`]); ignored once the process has [`MAX_DIRECT_READERS`].
     pub(super) fn add_direct_reader(&self, conn: &Arc<Conn>) {
-        let mut readers = self
-            .direct_readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut readers = self.direct_readers.lock_anyway();
         if DIRECT_READERS_IN_PROCESS.fetch_add(1, Ordering::SeqCst) < MAX_DIRECT_READERS {
             readers.push(conn.clone());
         } else {
@@ -327,18 +314,14 @@ impl Inbox {
     /// Whether waiting threads read this connection's socket themselves.
     pub(super) fn is_direct_reader(&self, conn: &Arc<Conn>) -> bool {
         self.direct_readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_anyway()
             .iter()
             .any(|other| Arc::ptr_eq(other, conn))
     }
 
     /// Withdraws a connection offered by [`Inbox::add_direct_reader`] (its tasks end).
     pub(super) fn remove_direct_reader(&self, conn: &Arc<Conn>) {
-        let mut readers = self
-            .direct_readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut readers = self.direct_readers.lock_anyway();
         let before = readers.len();
         readers.retain(|other| !Arc::ptr_eq(other, conn));
         if readers.len() < before {
@@ -352,7 +335,7 @@ impl Inbox {
     }
 
     fn pollers(&self) -> MutexGuard<'_, usize> {
-        self.pollers.lock().unwrap_or_else(|p| p.into_inner())
+        self.pollers.lock_anyway()
     }
 
     /// The file descriptor an event loop watches for readability to learn that events
@@ -404,16 +387,12 @@ impl Inbox {
     /// (and to call [`Inbox::read_watched_sockets`] when one is readable).
     pub fn watch_sockets(&self) -> Vec<i64> {
         self.unwatch_sockets();
-        let conns = self
-            .direct_readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let conns = self.direct_readers.lock_anyway().clone();
         for conn in &conns {
             conn.set_watched(true);
         }
         let fds = conns.iter().map(|conn| conn.fd).collect();
-        *self.loop_watched.lock().unwrap_or_else(|p| p.into_inner()) = conns;
+        *self.loop_watched.lock_anyway() = conns;
         fds
     }
 
@@ -437,7 +416,7 @@ impl Inbox {
     }
 
     fn read_watched(&self) -> Vec<i64> {
-        let mut watched = self.loop_watched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut watched = self.loop_watched.lock_anyway();
         let mut dropped = Vec::new();
         watched.retain(|conn| {
             if conn.read_inline() {
@@ -456,8 +435,7 @@ impl Inbox {
     /// The loop stopped waiting: its sockets are the reader tasks' again, and whatever
     /// they left to it meanwhile is read now.
     pub fn unwatch_sockets(&self) {
-        let watched =
-            std::mem::take(&mut *self.loop_watched.lock().unwrap_or_else(|p| p.into_inner()));
+        let watched = std::mem::take(&mut *self.loop_watched.lock_anyway());
         for conn in &watched {
             conn.set_watched(false);
             if conn.take_skipped() {
@@ -541,11 +519,7 @@ impl Inbox {
     /// task busy with one of them); the caller then waits on the condition variable.
     #[cfg(unix)]
     fn wait_reading_sockets(&self, deadline: Option<Instant>) {
-        let mut conns = self
-            .direct_readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut conns = self.direct_readers.lock_anyway().clone();
         // Never more than the process-wide cap; the poll array below is sized by it.
         conns.truncate(MAX_DIRECT_READERS);
         if conns.is_empty() {
@@ -563,11 +537,7 @@ impl Inbox {
         self.poll_reading(&mut conns, wake_fd, deadline);
         let mut pollers = self.pollers();
         *pollers -= 1;
-        let no_readers = self
-            .direct_readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
+        let no_readers = self.direct_readers.lock_anyway().is_empty();
         if *pollers == 0 && no_readers {
             wakeup.close();
         }

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use tokio::io::DuplexStream;
 
 use super::server::ServerShared;
+use super::sync::Unpoisoned;
 
 /// The prefix of an in-process address.
 pub const SCHEME: &str = "memory:";
@@ -31,10 +32,7 @@ pub const PIPE_CAPACITY: usize = 256 * 1024;
 /// stopped frees its name.
 fn listeners() -> MutexGuard<'static, HashMap<String, Weak<ServerShared>>> {
     static LISTENERS: OnceLock<Mutex<HashMap<String, Weak<ServerShared>>>> = OnceLock::new();
-    LISTENERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    LISTENERS.get_or_init(Mutex::default).lock_anyway()
 }
 
 /// Checks that `name` can be an in-process address.

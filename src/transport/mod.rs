@@ -11,7 +11,8 @@
 //!                     |                                                  | Send        |
 //!  socket <--write--  | writer task <--- outbox (queue, unbounded) <-----+ <-- Python   |
 //!                     +---------------------------------------------------------------+
-//!  Inbox ---> take() on the Python thread that calls process() (see bindings::peer)
+//!  Inbox ---> take() on the Python thread that calls process() (see
+//!             bindings::events::take_events)
 //! ```
 //!
 //! * [`runtime`]: the process-wide Tokio runtime, built on first use.
@@ -23,6 +24,7 @@
 //! * `outbox`: the queue of frames between a connection's senders and its writer.
 //! * `timers`: handshake deadlines and heartbeats of all connections, in one queue.
 //! * `shared_tcp`: a TCP stream that the reader, the writer and direct senders share.
+//! * [`sync`]: locks taken even when poisoned, and waits with deadlines.
 //! * [`server`]: the listener, its accept loop and the table of connections.
 //! * [`client`]: connecting, and the client's wait conditions.
 //! * [`tls`]: TLS configurations, certificate checks and security levels.
@@ -41,6 +43,7 @@ pub mod peer;
 pub mod runtime;
 pub mod server;
 mod shared_tcp;
+pub mod sync;
 mod tasks;
 mod timers;
 pub mod tls;

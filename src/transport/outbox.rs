@@ -13,10 +13,21 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
-use super::connection::Outbound;
+use super::sync::Unpoisoned;
+
+/// What the writer task receives.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A complete frame to write.
+    Frame(Bytes),
+    /// Write a close packet with this reason, then shut the connection down.
+    Close(Option<String>),
+}
 
 /// The write half of a connection's stream, as its writer holds it.
 pub(crate) type StreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
@@ -53,7 +64,7 @@ impl Outbox {
     fn lock(&self) -> MutexGuard<'_, Items> {
         // Each critical section is a single push or pop: a panic cannot leave it
         // half-done, so a poisoned lock is still consistent.
-        self.items.lock().unwrap_or_else(|p| p.into_inner())
+        self.items.lock_anyway()
     }
 
     /// Queues `item` (see [`Pushed`]).

@@ -3,8 +3,8 @@
 //! in-process pipe) becomes a [`Conn`].
 
 use std::io;
-use std::sync::{Arc, Condvar, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use super::connection::{socket_handle, Conn, Endpoint, Keepalive, Role, Settings, SocketInfo};
 use super::inbox::Inbox;
 use super::shared_tcp::SharedTcp;
+use super::sync::{ReadAnyway, Unpoisoned};
 use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
 use crate::peer::table::PacketTable;
@@ -44,7 +45,7 @@ impl Default for PeerCommon {
 impl PeerCommon {
     /// Replaces the settings used by connections made from now on.
     pub fn configure(&self, settings: Settings) {
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+        *self.settings.lock_anyway() = Arc::new(settings);
     }
 
     /// The packet table.
@@ -147,10 +148,7 @@ impl PeerCommon {
 
     /// The settings for connections made now.
     pub fn settings(&self) -> Arc<Settings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.settings.read_anyway().clone()
     }
 }
 
@@ -192,37 +190,4 @@ fn set_tcp_keepalive(stream: &TcpStream, keepalive: Keepalive) -> io::Result<()>
         .with_interval(interval)
         .with_retries(probes.saturating_sub(1).max(1));
     socket2::SockRef::from(stream).set_tcp_keepalive(&params)
-}
-
-/// Waits on `condvar` until `done` holds or `deadline` passes (never, if `None`);
-/// returns the guard and whether `done` held. Call without the GIL.
-pub fn wait_until<'a, T>(
-    condvar: &Condvar,
-    mut guard: MutexGuard<'a, T>,
-    deadline: Option<Instant>,
-    mut done: impl FnMut(&mut T) -> bool,
-) -> (MutexGuard<'a, T>, bool) {
-    loop {
-        if done(&mut guard) {
-            return (guard, true);
-        }
-        guard = match deadline {
-            None => condvar.wait(guard).unwrap_or_else(|p| p.into_inner()),
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return (guard, false);
-                }
-                condvar
-                    .wait_timeout(guard, deadline - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
-            }
-        };
-    }
-}
-
-/// The deadline `timeout` from now (`None`: no deadline).
-pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, DuplexStream};
@@ -20,8 +20,9 @@ use super::connection::{
 };
 use super::inbox::{Event, LogLevel};
 use super::memory;
-use super::peer::{deadline, wait_until, PeerCommon};
+use super::peer::PeerCommon;
 use super::runtime::runtime;
+use super::sync::{deadline, wait_until, ReadAnyway, Unpoisoned};
 use super::tls::ServerTls;
 use crate::peer::constants::{pid, reason, sslsec};
 use crate::peer::handshake::{self, Action};
@@ -84,10 +85,6 @@ const TLS_FIRST_BYTE_WAIT: Duration = Duration::from_secs(2);
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl ServerShared {
     /// A server with an empty packet table and no connection types yet (the Python
     /// side registers the internal packets and the classic type on `initialize()`).
@@ -132,7 +129,7 @@ impl ServerShared {
             match attempt {
                 Ok(listener) => {
                     let local = listener.local_addr()?;
-                    *lock(&self.listener) = Some(listener);
+                    *self.listener.lock_anyway() = Some(listener);
                     return Ok(local);
                 }
                 Err(err) => last_error = err,
@@ -145,7 +142,7 @@ impl ServerShared {
     /// [`memory`]). Clients of this process can connect from now on.
     pub fn bind_memory(self: &Arc<Self>, name: &str) -> io::Result<()> {
         memory::listen(name, self)?;
-        *lock(&self.memory_name) = Some(name.to_owned());
+        *self.memory_name.lock_anyway() = Some(name.to_owned());
         Ok(())
     }
 
@@ -164,7 +161,7 @@ impl ServerShared {
                 format!("the server on {}{name} has stopped", memory::SCHEME),
             ));
         }
-        let mut conns = lock(&self.conns);
+        let mut conns = self.conns.lock_anyway();
         if self.is_full(&conns) {
             drop(conns);
             self.note_refused_full(&format!("{}{name}", memory::SCHEME));
@@ -192,16 +189,16 @@ impl ServerShared {
 
     /// The OS handle of the bound listener, or -1.
     pub fn listener_fd(&self) -> i64 {
-        lock(&self.listener).as_ref().map_or(-1, raw_fd)
+        self.listener.lock_anyway().as_ref().map_or(-1, raw_fd)
     }
 
     /// Starts accepting connections on the bound listener (an in-process server
     /// accepts from its bind on).
     pub fn start(self: &Arc<Self>) -> io::Result<()> {
-        if lock(&self.memory_name).is_some() {
+        if self.memory_name.lock_anyway().is_some() {
             return Ok(());
         }
-        let listener = lock(&self.listener).take().ok_or_else(|| {
+        let listener = self.listener.lock_anyway().take().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotConnected, "the server is not bound")
         })?;
         let server = self.clone();
@@ -236,7 +233,7 @@ impl ServerShared {
 
     /// Uses TLS (or not, with `None`) for connections accepted from now on.
     pub fn set_tls(&self, tls: Option<ServerTls>) {
-        *lock(&self.tls) = tls.map(Arc::new);
+        *self.tls.lock_anyway() = tls.map(Arc::new);
     }
 
     fn is_full(&self, conns: &HashMap<u64, Arc<Conn>>) -> bool {
@@ -244,13 +241,13 @@ impl ServerShared {
     }
 
     fn adopt(self: &Arc<Self>, stream: TcpStream) {
-        if let Some(tls) = lock(&self.tls).clone() {
+        if let Some(tls) = self.tls.lock_anyway().clone() {
             tokio::spawn(self.clone().adopt_tls(stream, tls));
             return;
         }
         // Hold the table lock while the connection starts, so that it is in the table
         // before Python can take any of its events.
-        let mut conns = lock(&self.conns);
+        let mut conns = self.conns.lock_anyway();
         if self.is_full(&conns) {
             drop(conns);
             self.refuse_full(stream);
@@ -265,7 +262,7 @@ impl ServerShared {
 
     async fn adopt_tls(self: Arc<Self>, stream: TcpStream, tls: Arc<ServerTls>) {
         let peer = peer_text(&stream);
-        if self.is_full(&lock(&self.conns)) {
+        if self.is_full(&self.conns.lock_anyway()) {
             // Before the TLS handshake, a refusal can only be said in plaintext.
             self.refuse_full(stream);
             return;
@@ -312,7 +309,7 @@ impl ServerShared {
                 return;
             }
         };
-        let mut conns = lock(&self.conns);
+        let mut conns = self.conns.lock_anyway();
         if self.is_full(&conns) {
             return;
         }
@@ -350,7 +347,7 @@ impl ServerShared {
     /// not hold up the others: each has its own queue.
     pub fn broadcast(&self, frame: &Bytes, payload_len: usize, cids: &[u64]) -> usize {
         let targets: Vec<Arc<Conn>> = {
-            let conns = lock(&self.conns);
+            let conns = self.conns.lock_anyway();
             cids.iter()
                 .filter_map(|cid| conns.get(cid).cloned())
                 .collect()
@@ -364,24 +361,24 @@ impl ServerShared {
 
     /// The live connection with this cid.
     pub fn conn(&self, cid: u64) -> Option<Arc<Conn>> {
-        lock(&self.conns).get(&cid).cloned()
+        self.conns.lock_anyway().get(&cid).cloned()
     }
 
     /// Number of live connections.
     pub fn connection_count(&self) -> usize {
-        lock(&self.conns).len()
+        self.conns.lock_anyway().len()
     }
 
     /// The live connections, in no particular order.
     pub fn connections(&self) -> Vec<Arc<Conn>> {
-        lock(&self.conns).values().cloned().collect()
+        self.conns.lock_anyway().values().cloned().collect()
     }
 
     /// Statistics now: totals over every connection so far, and the live ones' state.
     pub fn stats(&self) -> ServerStats {
         // Under the table lock: a connection that ends meanwhile is counted either
         // live or retired, never both (`gone` retires it under the same lock).
-        let live = lock(&self.conns);
+        let live = self.conns.lock_anyway();
         let mut traffic = self.retired.snapshot();
         let mut queued_bytes = 0;
         let (mut rtt_sum, mut rtt_max, mut rtt_count) = (Duration::ZERO, Duration::ZERO, 0u32);
@@ -417,7 +414,7 @@ impl ServerShared {
     /// graceful close, once the peer hung up or the linger time passed), or until
     /// `timeout` passes; returns whether that happened. Call without the GIL.
     pub fn wait_all_gone(&self, timeout: Option<Duration>) -> bool {
-        let conns = lock(&self.conns);
+        let conns = self.conns.lock_anyway();
         wait_until(&self.conns_changed, conns, deadline(timeout), |conns| {
             conns.is_empty()
         })
@@ -432,8 +429,8 @@ impl ServerShared {
         for conn in conns.iter().filter(|conn| !conn.is_closing()) {
             conn.abort(reason.clone());
         }
-        lock(&self.listener).take();
-        if let Some(name) = lock(&self.memory_name).as_deref() {
+        self.listener.lock_anyway().take();
+        if let Some(name) = self.memory_name.lock_anyway().as_deref() {
             memory::unlisten(name, self);
         }
         self.common.inbox.interrupt();
@@ -442,11 +439,7 @@ impl ServerShared {
     /// Runs the classic connection type's server-side `init` for `conn` (when a Python
     /// subclass of the classic type calls its base implementation).
     pub fn classic_init(&self, conn: &Arc<Conn>) {
-        let table = self
-            .common
-            .table()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let table = self.common.table().read_anyway();
         let actions = handshake::server_classic_init(&table);
         drop(table);
         conn.apply(actions);
@@ -480,16 +473,8 @@ impl Role for ServerShared {
     }
 
     fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action> {
-        let conntypes = self
-            .common
-            .conntypes()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        let table = self
-            .common
-            .table()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let conntypes = self.common.conntypes().read_anyway();
+        let table = self.common.table().read_anyway();
         let heartbeat = conn.settings().keepalive.is_some();
         handshake::server_packet(conn.state(), packet_id, msg, &conntypes, &table, heartbeat)
     }
@@ -499,7 +484,7 @@ impl Role for ServerShared {
     }
 
     fn gone(&self, conn: &Arc<Conn>) {
-        let mut conns = lock(&self.conns);
+        let mut conns = self.conns.lock_anyway();
         if conns.remove(&conn.cid).is_some() {
             // Counted while the table lock is held, so that `stats` never sees the
             // connection both live and retired.

@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use super::connection::{Conn, Outbound, Settings, Traffic};
-use super::outbox::StreamWriter;
+use super::connection::{Conn, Settings, Traffic};
+use super::outbox::{Outbound, StreamWriter};
 use super::shared_tcp::SharedTcp;
+use super::sync::Unpoisoned;
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet;
@@ -203,7 +204,7 @@ impl SharedReader {
     fn lock(&self) -> MutexGuard<'_, ReadState> {
         // Every critical section leaves the state consistent (a read, then frames
         // handled one by one), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_anyway()
     }
 
     /// A thread starts (`true`) or stops waiting in `poll(2)` on the socket.

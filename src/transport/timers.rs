@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::connection::Conn;
+use super::sync::Unpoisoned;
 
 /// What comes due.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +86,7 @@ fn queue() -> &'static TimerQueue {
 
 impl TimerQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
-        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+        self.schedule.lock_anyway()
     }
 }
 

@@ -29,6 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 
+use super::sync::Unpoisoned;
 use crate::peer::constants::sslsec;
 
 /// A TLS option that cannot be used, with what to do about it.
@@ -318,8 +319,7 @@ impl ClientTls {
             .map_err(|err| {
                 let detail = verifier
                     .failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .lock_anyway()
                     .clone()
                     .unwrap_or_else(|| explain_client_failure(&err));
                 io_error("TLS handshake failed", detail)
@@ -450,7 +450,7 @@ impl ServerCertVerifier for ServerCheck {
                 Ok(ServerCertVerified::assertion())
             }
             Err(why) if self.require_verified => {
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                *self.failure.lock_anyway() = Some(why.clone());
                 Err(rustls::Error::General(why))
             }
             Err(_) => Ok(ServerCertVerified::assertion()),

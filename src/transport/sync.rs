@@ -1,0 +1,110 @@
+//! Locks and waits as the transport uses them.
+//!
+//! Every critical section in the crate leaves the data it guards consistent before
+//! anything in it can panic (a push, a pop, a field set), so a lock poisoned by a panic
+//! elsewhere still guards good data: [`Unpoisoned`] takes such locks anyway, where a
+//! plain `lock().unwrap()` would turn one panic into a panic on every later use.
+
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+/// Taking a lock whether or not it is poisoned (see the module documentation).
+pub trait Unpoisoned<T: ?Sized> {
+    /// The guard of this lock.
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Takes the lock (for an `RwLock`: to write), poisoned or not.
+    fn lock_anyway(&self) -> Self::Guard<'_>;
+}
+
+impl<T: ?Sized> Unpoisoned<T> for Mutex<T> {
+    type Guard<'a>
+        = MutexGuard<'a, T>
+    where
+        T: 'a;
+
+    fn lock_anyway(&self) -> MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: ?Sized> Unpoisoned<T> for RwLock<T> {
+    type Guard<'a>
+        = RwLockWriteGuard<'a, T>
+    where
+        T: 'a;
+
+    fn lock_anyway(&self) -> RwLockWriteGuard<'_, T> {
+        self.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reading an `RwLock` whether or not it is poisoned.
+pub trait ReadAnyway<T: ?Sized> {
+    /// Takes the lock to read, poisoned or not.
+    fn read_anyway(&self) -> RwLockReadGuard<'_, T>;
+}
+
+impl<T: ?Sized> ReadAnyway<T> for RwLock<T> {
+    fn read_anyway(&self) -> RwLockReadGuard<'_, T> {
+        self.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Waits on `condvar` until `done` holds or `deadline` passes (never, if `None`);
+/// returns the guard and whether `done` held. Call without the GIL.
+pub fn wait_until<'a, T>(
+    condvar: &Condvar,
+    mut guard: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+    mut done: impl FnMut(&mut T) -> bool,
+) -> (MutexGuard<'a, T>, bool) {
+    loop {
+        if done(&mut guard) {
+            return (guard, true);
+        }
+        guard = match deadline {
+            None => condvar.wait(guard).unwrap_or_else(|p| p.into_inner()),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return (guard, false);
+                }
+                condvar
+                    .wait_timeout(guard, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+/// The deadline `timeout` from now (`None`: no deadline).
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_poisoned_lock_is_still_taken() {
+        let mutex = Arc::new(Mutex::new(1));
+        let rw = Arc::new(RwLock::new(2));
+        let (m, r) = (mutex.clone(), rw.clone());
+        let _ = std::thread::spawn(move || {
+            let _guards = (m.lock().unwrap(), r.write().unwrap());
+            panic!("poison both");
+        })
+        .join();
+        assert!(mutex.is_poisoned() && rw.is_poisoned());
+        assert_eq!(*mutex.lock_anyway(), 1);
+        assert_eq!(*rw.read_anyway(), 2);
+        *rw.lock_anyway() = 3;
+        assert_eq!(*rw.read_anyway(), 3);
+    }
+}
