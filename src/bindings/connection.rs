@@ -12,9 +12,10 @@ use super::errors;
 use super::stats_dict;
 use crate::protocol::packet;
 use crate::transport::client::ClientShared;
-use crate::transport::connection::{Conn, Endpoint};
+use crate::transport::connection::Conn;
 use crate::transport::peer::PeerCommon;
 use crate::transport::server::ServerShared;
+use crate::transport::socket::Endpoint;
 
 /// The peer a connection belongs to.
 #[derive(Clone)]

@@ -24,9 +24,9 @@ use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
 use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
-use crate::transport::connection::{Keepalive, Settings};
 use crate::transport::memory;
 use crate::transport::server::ServerShared;
+use crate::transport::settings::{Keepalive, Settings};
 use crate::transport::sync::{ReadAnyway, Unpoisoned};
 use crate::transport::tls::{
     ClientTls, ClientTlsOptions, ServerTls, ServerTlsOptions, TlsSetupError,
@@ -202,20 +202,20 @@ impl PeerCore {
     /// should watch as well, reading them with `read_watched_sockets()` when readable,
     /// until `unwatch_sockets()`.
     fn watch_sockets(&self) -> Vec<i64> {
-        self.owner.common().inbox.watch_sockets()
+        self.owner.common().direct.watch_sockets()
     }
 
     /// A watched socket is readable: reads what arrived (without the GIL). Returns the
     /// sockets to stop watching, and whether events are queued now.
     fn read_watched_sockets(&self, py: Python<'_>) -> (Vec<i64>, bool) {
-        let inbox = self.owner.common().inbox.clone();
-        py.detach(move || inbox.read_watched_sockets())
+        let direct = self.owner.common().direct.clone();
+        py.detach(move || direct.read_watched_sockets())
     }
 
     /// The loop stopped waiting; reads what was left to it meanwhile.
     fn unwatch_sockets(&self, py: Python<'_>) {
-        let inbox = self.owner.common().inbox.clone();
-        py.detach(move || inbox.unwatch_sockets());
+        let direct = self.owner.common().direct.clone();
+        py.detach(move || direct.unwatch_sockets());
     }
 
     /// Closes the wake-up socket once the loop no longer watches it.

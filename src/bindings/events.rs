@@ -43,11 +43,11 @@ pub(crate) fn take_events<'py>(
     max_events: usize,
 ) -> PyResult<Bound<'py, PyList>> {
     let timeout = duration(timeout)?;
-    let inbox = owner.common().inbox.clone();
+    let common = owner.common();
     let batch = if wait {
-        py.detach(move || inbox.take(max_events, true, timeout))
+        py.detach(|| common.take_events(max_events, true, timeout))
     } else {
-        inbox.take(max_events, false, None)
+        common.take_events(max_events, false, None)
     };
     let events = PyList::empty(py);
     // Strings repeat across the packets of a batch; a batch of one has nothing to share.

@@ -71,7 +71,7 @@ fn runtime_tasks() -> Option<usize> {
 /// themselves now, and how many may be (the process's first ones).
 #[pyfunction]
 fn direct_readers() -> (usize, usize) {
-    crate::transport::inbox::direct_readers()
+    crate::transport::direct_read::direct_readers()
 }
 
 // The GIL stays in use until the core has been audited for free-threaded Python.

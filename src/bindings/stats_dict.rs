@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::transport::connection::{ConnStats, TrafficSnapshot};
+use crate::transport::stats::{ConnStats, TrafficSnapshot};
 
 /// Body bytes on the wire per payload byte: below 1 when compression saved space,
 /// 1.0 when nothing was compressed or nothing went through.

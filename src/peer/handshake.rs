@@ -14,6 +14,7 @@ use super::constants::{
 };
 use super::table::PacketTable;
 use crate::protocol::msgpack::Value;
+use crate::protocol::packet::{self, Compression};
 
 /// Something the transport must do in response to a packet.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +96,17 @@ fn malformed(packet_id: u32, msg: &Value) -> Option<Vec<Action>> {
     })
 }
 
+/// The close packet with `reason`, as a complete frame: the one builder of the body
+/// `{"reason": reason}` that the receiver's [`close_reason`] reads.
+pub fn close_packet(reason: Option<&str>, compression: &Compression) -> Vec<u8> {
+    let body = Value::map([("reason", reason.map_or(Value::Nil, Value::from))]).to_bytes();
+    let mut frame = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
+    // Cannot fail: a reason is far below the 4 GiB a frame can hold.
+    let _ = packet::encode_packet(pid::CLOSE, &body, compression, &mut frame);
+    frame
+}
+
+/// The reason a close packet's body gives (`None`: none, as the original's `None`).
 fn close_reason(msg: &Value) -> Option<String> {
     match msg.get("reason")? {
         Value::Nil => None,
@@ -711,6 +723,33 @@ mod tests {
                 server_packet(state::ACTIVE, pid::CLOSE, &msg, &classic(), &table, false),
                 vec![Action::PeerClosed(expected)]
             );
+        }
+    }
+
+    #[test]
+    fn the_close_packet_we_build_reads_back_as_its_reason() {
+        use crate::protocol::msgpack::ReadLimits;
+        use crate::protocol::{FrameDecoder, Limits};
+        let limits = Limits::default();
+        for (reason, compression) in [
+            (Some("bye"), Compression::default()),
+            (None, Compression::default()),
+            (
+                Some("long reason ".repeat(100).as_str()),
+                Compression {
+                    enabled: true,
+                    threshold: 16,
+                    level: 6,
+                },
+            ),
+        ] {
+            let mut decoder = FrameDecoder::new(limits.max_frame_len);
+            decoder.extend_from_slice(&close_packet(reason, &compression));
+            let frame = decoder.decode().unwrap().expect("one whole frame");
+            assert_eq!(frame.header.pid, pid::CLOSE);
+            let body = packet::open_body(&frame, &limits).unwrap();
+            let msg = Value::decode(&body, ReadLimits::from(&limits)).unwrap();
+            assert_eq!(close_reason(&msg), reason.map(str::to_owned));
         }
     }
 }

@@ -27,7 +27,9 @@
 //! * [`constants`]: states, internal packet ids and names, close reasons.
 //! * [`table`]: the name <-> id table and the handshake's registry synchronisation.
 //! * [`handshake`]: the server- and client-side state machines.
+//! * [`heartbeat`]: when to probe a peer or give up on it, and round-trip timing.
 
 pub mod constants;
 pub mod handshake;
+pub mod heartbeat;
 pub mod table;

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::connection::{Conn, Endpoint, Role, SocketInfo};
+use super::connection::{Conn, Role};
 use super::memory;
 use super::peer::PeerCommon;
 use super::runtime::runtime;
+use super::socket::{Endpoint, SocketInfo};
 use super::sync::{deadline, wait_until, ReadAnyway, Unpoisoned};
 use super::tls::{ClientTls, TlsHandshakeError};
 use crate::peer::constants::{sslsec, state};

@@ -10,7 +10,9 @@
 //! its own objects (never one the sender can still change) with exactly the types it
 //! would get over TCP (a tuple arrives as a list, as it does over the wire).
 //!
-//! This module owns the process-wide table of names in use.
+//! This module owns the process-wide table of names in use. It knows a server only as
+//! a [`Listener`], so that the server and the client both depend on it, and it on
+//! neither.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use tokio::io::DuplexStream;
 
-use super::server::ServerShared;
 use super::sync::Unpoisoned;
 
 /// The prefix of an in-process address.
@@ -28,10 +29,19 @@ pub const SCHEME: &str = "memory:";
 /// reader: enough for the writer task's largest batch several times over.
 pub const PIPE_CAPACITY: usize = 256 * 1024;
 
+/// A server as the in-process transport sees it.
+pub trait Listener: Send + Sync + 'static {
+    /// Whether it takes new connections (not stopped yet).
+    fn is_accepting(&self) -> bool;
+    /// Takes a new connection whose server end is `stream`; its cid, or 0 if the
+    /// server is full (the client is then told so). Must run inside the runtime.
+    fn accept_memory(self: Arc<Self>, name: &str, stream: DuplexStream) -> io::Result<u64>;
+}
+
 /// Servers by the name they listen on. Weak: a server that is dropped without being
 /// stopped frees its name.
-fn listeners() -> MutexGuard<'static, HashMap<String, Weak<ServerShared>>> {
-    static LISTENERS: OnceLock<Mutex<HashMap<String, Weak<ServerShared>>>> = OnceLock::new();
+fn listeners() -> MutexGuard<'static, HashMap<String, Weak<dyn Listener>>> {
+    static LISTENERS: OnceLock<Mutex<HashMap<String, Weak<dyn Listener>>>> = OnceLock::new();
     LISTENERS.get_or_init(Mutex::default).lock_anyway()
 }
 
@@ -51,11 +61,11 @@ pub fn check_name(name: &str) -> io::Result<()> {
 
 /// Makes `server` the one that clients connecting to `memory:name` reach. Fails with
 /// `AddrInUse` while another live server has the name.
-pub fn listen(name: &str, server: &Arc<ServerShared>) -> io::Result<()> {
+pub fn listen<L: Listener>(name: &str, server: &Arc<L>) -> io::Result<()> {
     check_name(name)?;
     let mut listeners = listeners();
     if let Some(other) = listeners.get(name).and_then(Weak::upgrade) {
-        if !Arc::ptr_eq(&other, server) && other.is_accepting() {
+        if !same(Arc::as_ptr(&other), Arc::as_ptr(server)) && other.is_accepting() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!(
@@ -65,23 +75,24 @@ pub fn listen(name: &str, server: &Arc<ServerShared>) -> io::Result<()> {
             ));
         }
     }
-    listeners.insert(name.to_owned(), Arc::downgrade(server));
+    let server: Arc<dyn Listener> = server.clone();
+    listeners.insert(name.to_owned(), Arc::downgrade(&server));
     Ok(())
 }
 
 /// Frees `name` if `server` holds it.
-pub fn unlisten(name: &str, server: &ServerShared) {
+pub fn unlisten<L: Listener>(name: &str, server: &L) {
     let mut listeners = listeners();
     if listeners
         .get(name)
-        .is_some_and(|held| std::ptr::eq(held.as_ptr(), server))
+        .is_some_and(|held| same(held.as_ptr(), server))
     {
         listeners.remove(name);
     }
 }
 
 /// The server listening on `memory:name`; `ConnectionRefused` if there is none.
-pub fn server_named(name: &str) -> io::Result<Arc<ServerShared>> {
+pub fn server_named(name: &str) -> io::Result<Arc<dyn Listener>> {
     check_name(name)?;
     listeners()
         .get(name)
@@ -96,6 +107,11 @@ pub fn server_named(name: &str) -> io::Result<Arc<ServerShared>> {
                 ),
             )
         })
+}
+
+/// Whether two pointers (one maybe to a trait object) point to the same server.
+fn same<A: ?Sized, B: ?Sized>(a: *const A, b: *const B) -> bool {
+    std::ptr::addr_eq(a, b)
 }
 
 /// A new connection's two ends: (client's, server's).

@@ -20,7 +20,11 @@
 //! * [`peer`]: what servers and clients share (inbox, settings, tables, starting a
 //!   connection, deadline waits).
 //! * [`connection`]: one connection's shared state, sending and closing.
-//! * `tasks`: the reader and writer task of each connection.
+//! * [`settings`]: what a peer configures for all its connections.
+//! * [`stats`]: traffic counters and statistics of a connection.
+//! * [`socket`]: endpoints (TCP or in-process) and socket handles.
+//! * `reader`: reading a connection: its reader task, or a waiting thread.
+//! * `writer`: a connection's writer task.
 //! * `outbox`: the queue of frames between a connection's senders and its writer.
 //! * `timers`: handshake deadlines and heartbeats of all connections, in one queue.
 //! * `shared_tcp`: a TCP stream that the reader, the writer and direct senders share.
@@ -36,17 +40,23 @@
 
 pub mod client;
 pub mod connection;
+pub mod direct_read;
 pub mod inbox;
 pub mod memory;
 mod outbox;
 pub mod peer;
+mod reader;
 pub mod runtime;
 pub mod server;
+pub mod settings;
 mod shared_tcp;
+pub mod socket;
+pub mod stats;
 pub mod sync;
-mod tasks;
 mod timers;
 pub mod tls;
+mod wakeup;
+mod writer;
 
 #[cfg(test)]
 mod tests;

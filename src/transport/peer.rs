@@ -9,10 +9,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 
-use super::connection::{socket_handle, Conn, Endpoint, Keepalive, Role, Settings, SocketInfo};
-use super::inbox::Inbox;
+use super::connection::{Conn, Role};
+use super::direct_read::DirectReaders;
+use super::inbox::{Event, Inbox};
+use super::settings::{Keepalive, Settings};
 use super::shared_tcp::SharedTcp;
-use super::sync::{ReadAnyway, Unpoisoned};
+use super::socket::{socket_handle, Endpoint, SocketInfo};
+use super::sync::{deadline, ReadAnyway, Unpoisoned};
 use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
 use crate::peer::table::PacketTable;
@@ -22,6 +25,8 @@ use crate::protocol::packet::Compression;
 pub struct PeerCommon {
     /// Events for Python.
     pub inbox: Arc<Inbox>,
+    /// Plain TCP connections whose sockets a thread waiting for events reads itself.
+    pub direct: Arc<DirectReaders>,
     /// Settings for connections made from now on.
     settings: RwLock<Arc<Settings>>,
     /// Known connection types; set from Python.
@@ -33,8 +38,10 @@ pub struct PeerCommon {
 
 impl Default for PeerCommon {
     fn default() -> Self {
+        let inbox = Inbox::new();
         PeerCommon {
-            inbox: Inbox::new(),
+            direct: DirectReaders::new(inbox.clone()),
+            inbox,
             settings: RwLock::new(Arc::new(Settings::default())),
             conntypes: RwLock::new(Conntypes::new()),
             table: RwLock::new(PacketTable::new()),
@@ -43,6 +50,19 @@ impl Default for PeerCommon {
 }
 
 impl PeerCommon {
+    /// Takes up to `max` events; with `wait`, waits for them for at most `timeout`
+    /// (forever if `None`) or until the inbox is interrupted: first reading the direct
+    /// readers' sockets in this thread, then on the inbox. Must be called without
+    /// holding the GIL.
+    pub fn take_events(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<Event> {
+        if !wait {
+            return self.inbox.take_until(max, false, None);
+        }
+        let deadline = deadline(timeout);
+        self.direct.wait(deadline);
+        self.inbox.take_until(max, true, deadline)
+    }
+
     /// Replaces the settings used by connections made from now on.
     pub fn configure(&self, settings: Settings) {
         *self.settings.lock_anyway() = Arc::new(settings);
@@ -68,7 +88,7 @@ impl PeerCommon {
     ) -> io::Result<Arc<Conn>> {
         let info = self.socket_info(&stream, sslsec::NONE)?;
         let shared = SharedTcp(Arc::new(stream));
-        let direct = Some(shared.clone());
+        let direct = Some((shared.clone(), self.direct.clone()));
         Ok(self.start_split(cid, info, (shared.clone(), shared), direct, role))
     }
 
@@ -126,11 +146,11 @@ impl PeerCommon {
         cid: u64,
         info: SocketInfo,
         (reader, writer): (R, W),
-        direct: Option<SharedTcp>,
+        direct: Option<(SharedTcp, Arc<DirectReaders>)>,
         role: Arc<dyn Role>,
     ) -> Arc<Conn>
     where
-        R: super::tasks::ReadSource,
+        R: super::reader::ReadSource,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let settings = self.settings();

@@ -15,19 +15,19 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::client::is_active_state;
-use super::connection::{
-    socket_handle as raw_fd, Conn, Endpoint, Role, SocketInfo, Traffic, TrafficSnapshot,
-};
+use super::connection::{Conn, Role};
 use super::inbox::{Event, LogLevel};
 use super::memory;
 use super::peer::PeerCommon;
 use super::runtime::runtime;
+use super::socket::{socket_handle as raw_fd, Endpoint, SocketInfo};
+use super::stats::{Traffic, TrafficSnapshot};
 use super::sync::{deadline, wait_until, ReadAnyway, Unpoisoned};
 use super::tls::ServerTls;
-use crate::peer::constants::{pid, reason, sslsec};
-use crate::peer::handshake::{self, Action};
+use crate::peer::constants::{reason, sslsec};
+use crate::peer::handshake::{self, close_packet, Action};
 use crate::protocol::msgpack::Value;
-use crate::protocol::packet::{self, Compression};
+use crate::protocol::packet::Compression;
 
 /// Connections that may wait in the kernel's accept queue. The original used 100,
 /// which drops connection attempts under a burst; the kernel caps this at somaxconn.
@@ -154,7 +154,11 @@ impl ServerShared {
     /// Takes a new in-process connection whose server end is `stream`; returns its
     /// cid (0 if the server is full: the client is then told so with a close packet,
     /// as over TCP). Must run inside the runtime.
-    pub fn accept_memory(self: &Arc<Self>, name: &str, stream: DuplexStream) -> io::Result<u64> {
+    fn take_memory_connection(
+        self: &Arc<Self>,
+        name: &str,
+        stream: DuplexStream,
+    ) -> io::Result<u64> {
         if !self.is_accepting() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
@@ -456,14 +460,21 @@ fn peer_text(stream: &TcpStream) -> String {
 /// Tells a connection we will not serve why (a close packet), then hangs up.
 async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, why: &'static str) {
     use tokio::io::AsyncWriteExt;
-    let body = Value::map([("reason", Value::from(why))]).to_bytes();
-    let mut frame = Vec::new();
-    if packet::encode_packet(pid::CLOSE, &body, &Compression::default(), &mut frame).is_ok() {
-        let write = async {
-            let _ = stream.write_all(&frame).await;
-            let _ = stream.shutdown().await;
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+    let frame = close_packet(Some(why), &Compression::default());
+    let write = async {
+        let _ = stream.write_all(&frame).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+}
+
+impl memory::Listener for ServerShared {
+    fn is_accepting(&self) -> bool {
+        ServerShared::is_accepting(self)
+    }
+
+    fn accept_memory(self: Arc<Self>, name: &str, stream: DuplexStream) -> io::Result<u64> {
+        self.take_memory_connection(name, stream)
     }
 }
 

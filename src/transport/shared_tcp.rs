@@ -61,17 +61,6 @@ impl SharedTcp {
     }
 }
 
-impl super::tasks::ReadSource for SharedTcp {
-    const WAITS_FOR_DATA: bool = true;
-
-    async fn data_arrived(&self) -> io::Result<()> {
-        // A peek, not `readable()`: readiness left over from the last read would make
-        // `readable()` return at once, and the read would then wait with its buffer.
-        let mut probe = [0u8; 1];
-        self.0.peek(&mut probe).await.map(drop)
-    }
-}
-
 impl AsyncRead for SharedTcp {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::client::{is_active_state, ClientOptions, ClientShared};
-use super::connection::{Conn, Endpoint, Keepalive, Settings};
+use super::connection::Conn;
 use super::inbox::{Event, Inbox};
+use super::peer::PeerCommon;
 use super::server::ServerShared;
+use super::settings::{Keepalive, Settings};
+use super::socket::Endpoint;
 use crate::peer::constants::{CONNTYPE_CLASSIC, INTERNAL_PACKETS};
 use crate::peer::handshake::ConntypeKind;
 use crate::protocol::msgpack::{ReadLimits, Value};
@@ -73,10 +76,10 @@ fn client_with(packets: &[(&str, u32)]) -> Arc<ClientShared> {
 }
 
 /// Takes events until `pick` returns something, or fails after [`WAIT`].
-fn wait_for<T>(inbox: &Inbox, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+fn wait_for<T>(common: &PeerCommon, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
-        for event in inbox.take(1024, true, Some(Duration::from_millis(50))) {
+        for event in common.take_events(1024, true, Some(Duration::from_millis(50))) {
             if let Some(found) = pick(&event) {
                 return found;
             }
@@ -111,7 +114,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     );
 
     assert!(send(&conn, 64, &Value::from("to the server")));
-    let (cid, body) = wait_for(&server.common.inbox, |event| match event {
+    let (cid, body) = wait_for(&server.common, |event| match event {
         Event::Packet {
             conn,
             pid: 64,
@@ -129,7 +132,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     let big = Value::from("x".repeat(1 << 20));
     let server_conn = server.conn(cid).unwrap();
     assert!(send(&server_conn, 65, &big));
-    let body = wait_for(&client.common.inbox, |event| match event {
+    let body = wait_for(&client.common, |event| match event {
         Event::Packet { pid: 65, body, .. } => Some(body.clone()),
         _ => None,
     });
@@ -137,7 +140,7 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
 
     // A graceful close from the server: the client gets the reason.
     server_conn.close(Some("bye".to_owned()));
-    let reason = wait_for(&client.common.inbox, |event| match event {
+    let reason = wait_for(&client.common, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -149,12 +152,12 @@ fn handshake_syncs_ids_and_packets_flow_both_ways() {
     server.stop(None);
 }
 
-#[test]
-fn threads_waiting_for_events_read_their_sockets_themselves() {
+/// A connected server and client whose connection is read directly on both sides.
+fn direct_pair() -> (Arc<ServerShared>, Arc<ClientShared>, Arc<Conn>) {
     // Only the process's first few connections are read that way, and other tests
     // run at the same time: wait for a pair that got the places.
     let deadline = Instant::now() + WAIT;
-    let (server, client, conn) = loop {
+    loop {
         let (server, addr) = server_with(&[("test:ping", 64), ("test:pong", 65)]);
         let client = client_with(&[("test:ping", 64), ("test:pong", 65)]);
         let conn = client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
@@ -163,19 +166,24 @@ fn threads_waiting_for_events_read_their_sockets_themselves() {
         assert!(active, "the handshake did not complete");
         let served = server.connections();
         if conn.reads_directly() && served.iter().all(Conn::reads_directly) {
-            break (server, client, conn);
+            return (server, client, conn);
         }
         server.stop(None);
         assert!(Instant::now() < deadline, "no places for direct readers");
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+#[test]
+fn threads_waiting_for_events_read_their_sockets_themselves() {
+    let (server, client, conn) = direct_pair();
     // Requests of growing size (up to several reads' worth) and their answers, each
     // side waiting in `take` while the other sends: in order and intact.
     let mut server_conn = None;
     for round in 0..40u64 {
         let request = Value::from("r".repeat((round as usize) << 12));
         assert!(send(&conn, 64, &request));
-        let (peer, body) = wait_for(&server.common.inbox, |event| match event {
+        let (peer, body) = wait_for(&server.common, |event| match event {
             Event::Packet {
                 conn,
                 pid: 64,
@@ -189,7 +197,7 @@ fn threads_waiting_for_events_read_their_sockets_themselves() {
             request
         );
         assert!(send(&peer, 65, &Value::UInt(round)));
-        let answer = wait_for(&client.common.inbox, |event| match event {
+        let answer = wait_for(&client.common, |event| match event {
             Event::Packet { pid: 65, body, .. } => Some(body.clone()),
             _ => None,
         });
@@ -217,7 +225,7 @@ fn registry_mismatch_closes_both_sides_with_the_reason() {
     let (server, addr) = server_with(&[("test:a", 64)]);
     let client = client_with(&[("test:a", 64), ("test:extra", 65)]);
     client.connect(&[addr], WAIT, "127.0.0.1").unwrap();
-    let reason = wait_for(&server.common.inbox, |event| match event {
+    let reason = wait_for(&server.common, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -235,7 +243,7 @@ fn oversized_frame_closes_only_that_connection() {
 
     let mut hostile = std::net::TcpStream::connect(addr).unwrap();
     std::io::Write::write_all(&mut hostile, &u32::MAX.to_be_bytes()).unwrap();
-    let reason = wait_for(&server.common.inbox, |event| match event {
+    let reason = wait_for(&server.common, |event| match event {
         Event::Closed { reason, conn } if conn.cid != 1 => Some(reason.clone()),
         _ => None,
     });
@@ -244,7 +252,7 @@ fn oversized_frame_closes_only_that_connection() {
         .starts_with("protocolerror: frame of 4294967295 bytes"));
 
     assert!(send(&honest_conn, 64, &Value::from("still fine")));
-    wait_for(&server.common.inbox, |event| match event {
+    wait_for(&server.common, |event| match event {
         Event::Packet { pid: 64, .. } => Some(()),
         _ => None,
     });
@@ -312,7 +320,7 @@ fn silent_peer_that_offered_heartbeats_is_closed_with_timeout() {
     ]);
     let _raw = raw_peer_after_settype(addr, &settype);
     let started = Instant::now();
-    let reason = wait_for(&server.common.inbox, |event| match event {
+    let reason = wait_for(&server.common, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -440,7 +448,7 @@ fn memory_pair_handshakes_exchanges_packets_and_closes_with_the_reason() {
     // Bodies above the compression threshold go uncompressed: nothing to save in memory.
     let big = Value::from("x".repeat(100_000));
     assert!(send(&conn, 65, &big));
-    let (got_cid, flags, body) = wait_for(&server.common.inbox, |event| match event {
+    let (got_cid, flags, body) = wait_for(&server.common, |event| match event {
         Event::Packet {
             conn,
             pid: 65,
@@ -462,7 +470,7 @@ fn memory_pair_handshakes_exchanges_packets_and_closes_with_the_reason() {
     );
     assert!(!server_conn.stats().heartbeat);
     server_conn.close(Some("bye".to_owned()));
-    let reason = wait_for(&client.common.inbox, |event| match event {
+    let reason = wait_for(&client.common, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -494,7 +502,7 @@ fn full_memory_server_tells_the_client_why() {
     server.set_max_connections(0);
     let client = client_with(&[]);
     client.connect_memory("tests-full").unwrap();
-    let reason = wait_for(&client.common.inbox, |event| match event {
+    let reason = wait_for(&client.common, |event| match event {
         Event::Closed { reason, .. } => Some(reason.clone()),
         _ => None,
     });
@@ -543,4 +551,86 @@ fn wakeup_socket_is_written_once_per_armed_wait() {
     assert!(!woken());
     inbox.close_wakeup();
     assert_eq!(inbox.wakeup_fd().unwrap(), -1);
+}
+
+/// Waits (at most `ms` milliseconds) until `fd` is readable, without reading it.
+fn poll_readable(fd: i64, ms: i32) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd: fd as libc::c_int,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd record for the duration of the call.
+    unsafe { libc::poll(&mut pollfd, 1, ms) > 0 }
+}
+
+/// The next packet with id 65 among `client`'s events, waiting on the inbox alone
+/// (at most [`WAIT`]): no thread reads the sockets meanwhile, as under an event loop.
+fn next_pong(client: &ClientShared) -> u64 {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        for event in client
+            .common
+            .inbox
+            .take(1, true, Some(Duration::from_millis(50)))
+        {
+            if let Event::Packet { pid: 65, body, .. } = event {
+                match Value::decode(&body, ReadLimits::default()).unwrap() {
+                    Value::UInt(n) => return n,
+                    other => panic!("unexpected body {other:?}"),
+                }
+            }
+        }
+    }
+    panic!("the packet did not arrive");
+}
+
+#[test]
+fn an_event_loop_watching_the_sockets_reads_what_arrives() {
+    let (server, client, conn) = direct_pair();
+    let served = server.connections().pop().unwrap();
+    let direct = &client.common.direct;
+    for round in 0..20u64 {
+        let fds = direct.watch_sockets();
+        assert_eq!(fds, vec![conn.fd]);
+        assert!(send(&served, 65, &Value::UInt(round)));
+        // As a loop does: wait for a watched socket, read it, stop waiting once events
+        // are queued. The reader task may have taken the data first (then it queued it).
+        let deadline = Instant::now() + WAIT;
+        while client.common.inbox.is_empty() && Instant::now() < deadline {
+            if poll_readable(conn.fd, 10) {
+                let (dropped, _ready) = direct.read_watched_sockets();
+                assert!(dropped.is_empty(), "a live socket was given up");
+            }
+        }
+        direct.unwatch_sockets();
+        assert_eq!(next_pong(&client), round, "packets out of order");
+    }
+    assert!(
+        conn.traffic().reads_inline > 0,
+        "the loop never read its socket"
+    );
+    server.stop(None);
+}
+
+#[test]
+fn data_left_to_a_watcher_is_read_when_it_stops_watching() {
+    let (server, client, conn) = direct_pair();
+    let served = server.connections().pop().unwrap();
+    let direct = &client.common.direct;
+    for round in 0..20u64 {
+        direct.watch_sockets();
+        assert!(send(&served, 65, &Value::UInt(round)));
+        // The watcher sees the data arrive but does not read it: the reader task has
+        // left it alone (the socket is watched), so unwatching must read it.
+        poll_readable(conn.fd, 1000);
+        std::thread::sleep(Duration::from_millis(2));
+        direct.unwatch_sockets();
+        assert_eq!(next_pong(&client), round, "a packet was lost or reordered");
+    }
+    assert!(
+        conn.traffic().reads_inline > 0,
+        "nothing was ever left to the watcher"
+    );
+    server.stop(None);
 }

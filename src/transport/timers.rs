@@ -3,8 +3,8 @@
 //!
 //! A task per connection for its timers cost a task cell and a timer of its own for
 //! every connection, all the time (heartbeats are on by default); an entry here is a
-//! few words. What a timer does when it fires is the connection's business
-//! ([`Conn::timer_due`]); this module only keeps time.
+//! few words. What a timer does when it fires is its owner's business (a connection:
+//! `Conn::timer_due`, through [`Timed`]); this module only keeps time.
 //!
 //! Entries hold a weak reference: a connection that is gone is not kept for its timers,
 //! and its entries are dropped when they come due.
@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::connection::Conn;
 use super::sync::Unpoisoned;
 
 /// What comes due.
@@ -29,11 +28,17 @@ pub(super) enum Timer {
     Heartbeat { last_probe: Instant },
 }
 
+/// What timers belong to.
+pub(super) trait Timed: Send + Sync + 'static {
+    /// Does what `timer` came due for; returns the follow-up timer, if any.
+    fn due(self: Arc<Self>, timer: Timer) -> Option<(Instant, Timer)>;
+}
+
 struct Entry {
     due: Instant,
     /// Order of scheduling: entries due at the same instant fire in that order.
     seq: u64,
-    conn: Weak<Conn>,
+    owner: Weak<dyn Timed>,
     timer: Timer,
 }
 
@@ -90,8 +95,13 @@ impl TimerQueue {
     }
 }
 
-/// Has `timer` of `conn` come due at `due`.
-pub(super) fn schedule(conn: &Arc<Conn>, due: Instant, timer: Timer) {
+/// Has `timer` of `owner` come due at `due`.
+pub(super) fn schedule<T: Timed>(owner: &Arc<T>, due: Instant, timer: Timer) {
+    let owner: Arc<dyn Timed> = owner.clone();
+    schedule_for(Arc::downgrade(&owner), due, timer);
+}
+
+fn schedule_for(owner: Weak<dyn Timed>, due: Instant, timer: Timer) {
     let queue = queue();
     let mut schedule = queue.lock();
     let seq = schedule.next_seq;
@@ -100,7 +110,7 @@ pub(super) fn schedule(conn: &Arc<Conn>, due: Instant, timer: Timer) {
     schedule.entries.push(Entry {
         due,
         seq,
-        conn: Arc::downgrade(conn),
+        owner,
         timer,
     });
     if !schedule.serving {
@@ -135,9 +145,9 @@ async fn serve(queue: &'static TimerQueue) {
         if !due.is_empty() {
             // Without the lock: firing schedules the follow-ups.
             for entry in due {
-                if let Some(conn) = entry.conn.upgrade() {
-                    if let Some((at, timer)) = conn.timer_due(entry.timer) {
-                        schedule(&conn, at, timer);
+                if let Some(owner) = entry.owner.upgrade() {
+                    if let Some((at, timer)) = owner.due(entry.timer) {
+                        schedule_for(entry.owner, at, timer);
                     }
                 }
             }
@@ -156,13 +166,21 @@ async fn serve(queue: &'static TimerQueue) {
 mod tests {
     use super::*;
 
+    struct Nobody;
+
+    impl Timed for Nobody {
+        fn due(self: Arc<Self>, _timer: Timer) -> Option<(Instant, Timer)> {
+            None
+        }
+    }
+
     #[test]
     fn the_earliest_entry_comes_first_and_ties_keep_their_order() {
         let start = Instant::now();
         let entry = |after_ms: u64, seq: u64| Entry {
             due: start + Duration::from_millis(after_ms),
             seq,
-            conn: Weak::new(),
+            owner: Weak::<Nobody>::new(),
             timer: Timer::HandshakeDeadline {
                 timeout: Duration::ZERO,
             },

@@ -1,36 +1,31 @@
-//! The two tasks of a connection: the reader (bytes -> frames -> handshake rules and
-//! inbox) and the writer (outbox -> socket, small frames batched into one write; it
-//! runs only while there is something to write, see `outbox`). Either ending cancels
-//! the other; see [`super::connection`] for the close protocol.
+//! The reading side of a connection: bytes -> frames -> handshake rules and inbox.
+//!
+//! A TLS or in-process connection is read by its reader task alone ([`read_loop`]). A
+//! plain TCP connection is read through a [`SharedReader`] by whoever holds it: its
+//! reader task ([`read_loop_tcp`]) or a Python thread that waits for its events and
+//! reads the socket itself ([`read_inline`], see `direct_read`). The reader ending
+//! cancels the writer; see [`super::connection`] for the close protocol.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Notify;
 
-use super::connection::{Conn, Settings, Traffic};
-use super::outbox::{Outbound, StreamWriter};
+use super::connection::Conn;
+use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
+use super::stats::Traffic;
 use super::sync::Unpoisoned;
-use crate::peer::constants::{pid, reason};
-use crate::protocol::msgpack::{ReadLimits, Value};
-use crate::protocol::packet;
+use crate::peer::constants::reason;
+use crate::protocol::msgpack::ReadLimits;
 use crate::protocol::{Frame, FrameDecoder, ProtocolError};
-
-/// Frames smaller than this are copied into one buffer and written together.
-const BATCH_LIMIT: usize = 64 * 1024;
 
 /// Stack buffer of a waiting thread's read between frames (see
 /// `ReadState::read_socket_now_small`).
 const SMALL_READ: usize = 8 * 1024;
-
-/// How long a writer with nothing to write runs on before it parks its stream and
-/// ends (giving back its batch buffer): far longer than the pauses within a stream.
-const WRITER_IDLE: Duration = Duration::from_millis(100);
 
 /// A stream the reader task reads from. One that can tell when data has arrived
 /// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
@@ -43,6 +38,18 @@ pub(crate) trait ReadSource: AsyncRead + Unpin + Send + 'static {
     /// Waits until a read would not block (data, end of stream or an error).
     fn data_arrived(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         std::future::ready(Ok(()))
+    }
+}
+
+/// Plain TCP: waits for data with a peek, so that an idle connection holds no buffer.
+impl ReadSource for SharedTcp {
+    const WAITS_FOR_DATA: bool = true;
+
+    async fn data_arrived(&self) -> io::Result<()> {
+        // A peek, not `readable()`: readiness left over from the last read would make
+        // `readable()` return at once, and the read would then wait with its buffer.
+        let mut probe = [0u8; 1];
+        self.0.peek(&mut probe).await.map(drop)
     }
 }
 
@@ -479,149 +486,4 @@ pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
     }
     conn.cancel.cancel();
     conn.reader_ended();
-}
-
-/// Sends what the stream still buffers; false if that failed or the connection was
-/// cancelled meanwhile.
-async fn flush<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W) -> bool {
-    tokio::select! {
-        () = conn.cancel.cancelled() => false,
-        result = writer.flush() => result.is_ok(),
-    }
-}
-
-/// Why the writer stopped.
-enum WriterEnd {
-    /// Cancelled, or every sender is gone.
-    Stopped,
-    /// A write failed: the peer is gone.
-    Failed,
-    /// A close packet was sent.
-    Closed,
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u8]) -> bool {
-    if data.is_empty() {
-        return true;
-    }
-    let written = tokio::select! {
-        () = conn.cancel.cancelled() => false,
-        result = writer.write_all(data) => result.is_ok(),
-    };
-    if written {
-        Traffic::add(&conn.traffic.bytes_out, data.len());
-    }
-    written
-}
-
-/// Writes what is queued; after [`WRITER_IDLE`] with nothing to write, parks the stream
-/// in the outbox and ends (the next push starts a new writer).
-pub(super) async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
-    let outbox = &conn.outbox;
-    // Taken from the outbox a whole burst at a time.
-    let mut pending = VecDeque::new();
-    // Grows to what the batches need (at most a little over BATCH_LIMIT); kept while
-    // the writer runs: it catches up with a stream many times a second, and
-    // allocating the buffer anew each time costs.
-    let mut batch: Vec<u8> = Vec::new();
-    let end = 'run: loop {
-        if pending.is_empty() {
-            tokio::select! {
-                biased;
-                () = conn.cancel.cancelled() => break 'run WriterEnd::Stopped,
-                () = outbox.take_all(&mut pending) => {}
-                () = tokio::time::sleep(WRITER_IDLE) => match outbox.park(writer) {
-                    None => return,
-                    Some(handed_back) => {
-                        writer = handed_back;
-                        continue;
-                    }
-                },
-            }
-        }
-        let Some(mut item) = pending.pop_front() else {
-            continue;
-        };
-        let mut close = None;
-        batch.clear();
-        // Queued bytes stay counted in `out_bytes` until written: a sender may write
-        // directly only when it is zero (see `Conn::queue_frame`).
-        let written = |n: usize| {
-            conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
-            conn.write_progress.notify_waiters();
-        };
-        loop {
-            match item {
-                Outbound::Frame(frame) => {
-                    if frame.len() >= BATCH_LIMIT {
-                        // Large frames are written from their own buffer, not copied.
-                        let ok = write_all(&conn, &mut writer, &batch).await
-                            && write_all(&conn, &mut writer, &frame).await;
-                        written(batch.len() + frame.len());
-                        batch.clear();
-                        if !ok {
-                            break 'run WriterEnd::Failed;
-                        }
-                    } else {
-                        batch.extend_from_slice(&frame);
-                    }
-                }
-                Outbound::Close(reason) => {
-                    close = Some(reason);
-                    break;
-                }
-            }
-            if batch.len() >= BATCH_LIMIT {
-                break;
-            }
-            if pending.is_empty() {
-                outbox.try_take_all(&mut pending);
-            }
-            match pending.pop_front() {
-                Some(next) => item = next,
-                None => break,
-            }
-        }
-        let ok = write_all(&conn, &mut writer, &batch).await;
-        written(batch.len());
-        if !ok {
-            break 'run WriterEnd::Failed;
-        }
-        // A TLS stream takes the plaintext and may keep the tail of the records it made
-        // (up to its buffer limit) until the socket has room; only a flush (or the next
-        // write) sends them. Without this, the end of a large message waited for the
-        // next packet, a heartbeat seconds later. Plain sockets flush at no cost.
-        if pending.is_empty() && close.is_none() && !flush(&conn, &mut writer).await {
-            break 'run WriterEnd::Failed;
-        }
-        if let Some(reason) = close {
-            let body = Value::map([("reason", Value::from(reason.clone()))]).to_bytes();
-            let mut frame = Vec::new();
-            let encoded =
-                packet::encode_packet(pid::CLOSE, &body, &conn.settings().compression, &mut frame);
-            let sent = encoded.is_ok() && write_all(&conn, &mut writer, &frame).await;
-            let _ = writer.flush().await;
-            conn.finish(reason);
-            if sent {
-                // The receiver of a close packet hangs up; wait for that instead of
-                // closing first: a peer that sees end-of-stream before it has read our
-                // close packet (the original reads and dispatches on different threads)
-                // would report a closed socket instead of our reason.
-                Box::pin(async {
-                    tokio::select! {
-                        () = tokio::time::sleep(conn.settings().linger) => {}
-                        () = conn.cancel.cancelled() => {}
-                    }
-                })
-                .await;
-            }
-            break 'run WriterEnd::Closed;
-        }
-    };
-    if matches!(end, WriterEnd::Failed) {
-        conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
-    }
-    outbox.close();
-    conn.cancel.cancel();
-    conn.task_ended();
 }

@@ -1,0 +1,142 @@
+//! Sending on a connection: frames written directly from the sending thread when
+//! nothing is queued, queued for the writer task otherwise; packets the core builds
+//! (handshake, heartbeats) and their reports to Python.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::peer::constants::{pid, reason};
+use crate::protocol::msgpack::Value;
+use crate::protocol::packet;
+use crate::transport::inbox::{Event, LogLevel};
+use crate::transport::outbox::{Outbound, Pushed, StreamWriter};
+use crate::transport::stats::Traffic;
+use crate::transport::sync::Unpoisoned;
+use crate::transport::writer;
+
+use super::{Conn, STREAMING_GAP_US};
+
+impl Conn {
+    /// Queues a complete frame whose body was `payload_len` bytes before compression
+    /// (for the statistics). Returns false if the connection is closing.
+    ///
+    /// With nothing queued (and nothing being written), a plain TCP frame is written
+    /// directly from the calling thread, as far as the socket takes it without
+    /// waiting; only what remains goes through the writer task.
+    pub fn queue_frame(self: &Arc<Self>, mut frame: Bytes, payload_len: usize) -> bool {
+        let direct = self.send_lock.lock_anyway();
+        if self.is_closing() {
+            return false;
+        }
+        let full_len = frame.len();
+        let now = self.micros_since_start();
+        let previous = self.last_send_us.swap(now, Ordering::Relaxed);
+        // Back-to-back sends (a stream) go through the writer task, which batches them
+        // into few large writes; a send after a pause (a request, a reply) is written
+        // at once. `out_bytes` counts bytes until they are written, so zero also means
+        // that the writer task is idle.
+        let streaming = now.saturating_sub(previous) < STREAMING_GAP_US;
+        if let Some(direct) = direct
+            .as_ref()
+            .filter(|_| !streaming && self.queued_bytes() == 0)
+        {
+            // An error is left for the writer task to meet and report.
+            let written = direct.try_write_now(&frame).unwrap_or(0);
+            Traffic::add(&self.traffic.bytes_out, written);
+            if written == full_len {
+                self.count_queued(full_len, payload_len);
+                return true;
+            }
+            frame = frame.slice(written..);
+        }
+        let len = frame.len();
+        let queued = self.out_bytes.fetch_add(len, Ordering::SeqCst);
+        if queued > 0 && queued + len > self.settings.write_queue_limit {
+            // The peer is not reading what we send: waiting for it would let memory
+            // grow without bound, and a close packet could not get through either.
+            self.out_bytes.fetch_sub(len, Ordering::SeqCst);
+            self.log_end(
+                LogLevel::Warning,
+                "dropping",
+                format_args!("it does not read ({queued} bytes waiting)"),
+            );
+            self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
+            return false;
+        }
+        if !self.push_outbound(Outbound::Frame(frame)) {
+            self.out_bytes.fetch_sub(len, Ordering::SeqCst);
+            return false;
+        }
+        self.count_queued(full_len, payload_len);
+        true
+    }
+
+    /// Queues `item` for the writer, starting a writer task if the last one parked;
+    /// false if the writer has ended.
+    pub(super) fn push_outbound(self: &Arc<Self>, item: Outbound) -> bool {
+        match self.outbox.push(item) {
+            Pushed::Refused => false,
+            Pushed::Queued => true,
+            Pushed::StartWriter(writer) => {
+                self.start_writer(writer);
+                true
+            }
+        }
+    }
+
+    pub(super) fn start_writer(self: &Arc<Self>, writer: StreamWriter) {
+        crate::transport::runtime::runtime().spawn(writer::write_loop(self.clone(), writer));
+    }
+
+    /// The reader task has ended (and cancelled the connection): a parked writer is
+    /// started so that it ends too, as a running one does.
+    pub(in crate::transport) fn reader_ended(self: &Arc<Self>) {
+        if let Some(writer) = self.outbox.unpark() {
+            self.start_writer(writer);
+        }
+        self.task_ended();
+    }
+
+    pub(super) fn count_queued(&self, frame_len: usize, payload_len: usize) {
+        Traffic::add(&self.traffic.frames_queued, 1);
+        Traffic::add(
+            &self.traffic.wire_body_out,
+            frame_len.saturating_sub(packet::FRAME_OVERHEAD),
+        );
+        Traffic::add(&self.traffic.payload_out, payload_len);
+    }
+
+    /// Sends an internal packet built by the core and reports it to Python.
+    pub(super) fn send_internal(self: &Arc<Self>, packet_id: u32, body: &Value) {
+        if packet_id == pid::HELLO || packet_id == pid::SETTYPE {
+            self.probes().handshake_sent(Instant::now());
+        }
+        if let Some((frame, body)) = self.queue_core_packet(packet_id, body) {
+            self.inbox.push(Event::Sent {
+                conn: self.clone(),
+                pid: packet_id,
+                body: Bytes::from(body),
+                frame,
+            });
+        }
+    }
+
+    /// Encodes and queues a packet built by the core; its frame and msgpack body if it
+    /// was queued.
+    pub(super) fn queue_core_packet(
+        self: &Arc<Self>,
+        packet_id: u32,
+        body: &Value,
+    ) -> Option<(Bytes, Vec<u8>)> {
+        let body = body.to_bytes();
+        let mut out = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
+        // Cannot fail: the core's bodies are far below 4 GiB.
+        packet::encode_packet(packet_id, &body, &self.settings.compression, &mut out).ok()?;
+        let frame = Bytes::from(out);
+        self.queue_frame(frame.clone(), body.len())
+            .then_some((frame, body))
+    }
+}
