@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use super::convert;
 use super::errors;
-use super::stats_dict;
+use super::stats;
 use crate::protocol::packet;
 use crate::transport::client::ClientShared;
 use crate::transport::connection::Conn;
@@ -17,19 +17,19 @@ use crate::transport::peer::PeerCommon;
 use crate::transport::server::ServerShared;
 use crate::transport::socket::Endpoint;
 
-/// The peer a connection belongs to.
+/// The side a connection belongs to: a server (with all its connections) or a client.
 #[derive(Clone)]
-pub(crate) enum Owner {
+pub(crate) enum Side {
     Server(Arc<ServerShared>),
     Client(Arc<ClientShared>),
 }
 
-impl Owner {
+impl Side {
     /// The parts the server and client share.
     pub(crate) fn common(&self) -> &PeerCommon {
         match self {
-            Owner::Server(shared) => &shared.common,
-            Owner::Client(shared) => &shared.common,
+            Side::Server(shared) => &shared.common,
+            Side::Client(shared) => &shared.common,
         }
     }
 
@@ -43,7 +43,7 @@ impl Owner {
             py,
             Connection {
                 conn: conn.clone(),
-                owner: self.clone(),
+                side: self.clone(),
             },
         )?
         .into_any())
@@ -76,7 +76,7 @@ pub(crate) fn py_endpoint<'py>(
 #[pyclass(frozen, module = "peng3dnet._core")]
 pub(crate) struct Connection {
     conn: Arc<Conn>,
-    owner: Owner,
+    side: Side,
 }
 
 #[pymethods]
@@ -167,7 +167,7 @@ impl Connection {
 
     /// Statistics now (see `Client.stats`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        stats_dict::connection(py, &self.conn.stats())
+        stats::connection(py, &self.conn.stats())
     }
 
     /// Why the connection ended (None while open).
@@ -247,9 +247,9 @@ impl Connection {
 
     /// Runs the classic connection type's `init` in the core.
     fn classic_init(&self) {
-        match &self.owner {
-            Owner::Server(shared) => shared.classic_init(&self.conn),
-            Owner::Client(shared) => shared.classic_init(&self.conn),
+        match &self.side {
+            Side::Server(shared) => shared.classic_init(&self.conn),
+            Side::Client(shared) => shared.classic_init(&self.conn),
         }
     }
 }

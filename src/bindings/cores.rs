@@ -14,12 +14,12 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::aio;
 use super::codec::compression_level;
-use super::connection::{py_addr, Owner};
+use super::connection::{py_addr, Side};
 use super::convert;
 use super::duration;
 use super::errors;
 use super::events::take_events;
-use super::stats_dict;
+use super::stats;
 use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
@@ -82,7 +82,7 @@ fn keepalive_settings(interval: Option<f64>, timeout: Option<f64>) -> PyResult<O
 /// What servers and clients share; the base class of `ServerCore` and `ClientCore`.
 #[pyclass(subclass, frozen, module = "peng3dnet._core")]
 pub(crate) struct PeerCore {
-    owner: Owner,
+    side: Side,
 }
 
 #[pymethods]
@@ -109,7 +109,7 @@ impl PeerCore {
         keepalive_timeout: Option<f64>,
     ) -> PyResult<()> {
         let keepalive = keepalive_settings(keepalive_interval, keepalive_timeout)?;
-        self.owner.common().configure(Settings {
+        self.side.common().configure(Settings {
             limits: Limits {
                 max_frame_len,
                 max_inflated_len,
@@ -134,7 +134,7 @@ impl PeerCore {
 
     /// Adds a packet to the table (sent in handshakes by a server, synced by a client).
     fn register_packet(&self, name: &str, pid: u32) -> PyResult<()> {
-        let mut table = self.owner.common().table().lock_anyway();
+        let mut table = self.side.common().table().lock_anyway();
         table
             .insert(name, pid)
             .map_err(|err| PyValueError::new_err(err.to_string()))
@@ -142,7 +142,7 @@ impl PeerCore {
 
     /// Removes a packet from the table.
     fn unregister_packet(&self, name: &str) {
-        self.owner.common().table().lock_anyway().remove(name);
+        self.side.common().table().lock_anyway().remove(name);
     }
 
     /// Makes a connection type known; `native` means the core runs its `init`.
@@ -152,7 +152,7 @@ impl PeerCore {
         } else {
             ConntypeKind::Delegated
         };
-        self.owner
+        self.side
             .common()
             .conntypes()
             .lock_anyway()
@@ -168,66 +168,66 @@ impl PeerCore {
         timeout: Option<f64>,
         max_events: usize,
     ) -> PyResult<Bound<'py, PyList>> {
-        take_events(py, &self.owner, wait, timeout, max_events)
+        take_events(py, &self.side, wait, timeout, max_events)
     }
 
     /// Python finished dispatching the events it took.
     fn dispatch_done(&self) {
-        self.owner.common().inbox.dispatch_done();
+        self.side.common().inbox.dispatch_done();
     }
 
     /// Wakes threads waiting in `take_events`.
     fn interrupt(&self) {
-        self.owner.common().inbox.interrupt();
+        self.side.common().inbox.interrupt();
     }
 
     /// The socket an event loop watches (`add_reader`) to learn that events are
     /// queued: readable after `arm_wakeup()` returned true and an event arrived.
     fn wakeup_fd(&self) -> PyResult<i64> {
-        self.owner.common().inbox.wakeup_fd().map_err(PyErr::from)
+        self.side.common().inbox.wakeup_fd().map_err(PyErr::from)
     }
 
     /// Arms the wake-up socket; false if events are waiting already (take them
     /// instead of waiting).
     fn arm_wakeup(&self) -> bool {
-        self.owner.common().inbox.arm_wakeup()
+        self.side.common().inbox.arm_wakeup()
     }
 
     /// Empties the wake-up socket once the loop found it readable.
     fn drain_wakeup(&self) {
-        self.owner.common().inbox.drain_wakeup();
+        self.side.common().inbox.drain_wakeup();
     }
 
     /// Before the loop waits (after `arm_wakeup()` returned true): the sockets it
     /// should watch as well, reading them with `read_watched_sockets()` when readable,
     /// until `unwatch_sockets()`.
     fn watch_sockets(&self) -> Vec<i64> {
-        self.owner.common().direct.watch_sockets()
+        self.side.common().direct.watch_sockets()
     }
 
     /// A watched socket is readable: reads what arrived (without the GIL). Returns the
     /// sockets to stop watching, and whether events are queued now.
     fn read_watched_sockets(&self, py: Python<'_>) -> (Vec<i64>, bool) {
-        let direct = self.owner.common().direct.clone();
+        let direct = self.side.common().direct.clone();
         py.detach(move || direct.read_watched_sockets())
     }
 
     /// The loop stopped waiting; reads what was left to it meanwhile.
     fn unwatch_sockets(&self, py: Python<'_>) {
-        let direct = self.owner.common().direct.clone();
+        let direct = self.side.common().direct.clone();
         py.detach(move || direct.unwatch_sockets());
     }
 
     /// Closes the wake-up socket once the loop no longer watches it.
     fn close_wakeup(&self) {
-        self.owner.common().inbox.close_wakeup();
+        self.side.common().inbox.close_wakeup();
     }
 
     /// An asyncio awaitable that completes once an event is queued (or `interrupt`
     /// was called); then `take_events(False)` gets it without blocking. For loops
     /// that cannot watch a socket (`wakeup_fd`).
     fn events_ready<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inbox = self.owner.common().inbox.clone();
+        let inbox = self.side.common().inbox.clone();
         aio::awaitable(py, async move { inbox.ready().await })
     }
 }
@@ -244,7 +244,7 @@ impl ServerCore {
     fn py_new() -> PyClassInitializer<Self> {
         let shared = ServerShared::new();
         PyClassInitializer::from(PeerCore {
-            owner: Owner::Server(shared.clone()),
+            side: Side::Server(shared.clone()),
         })
         .add_subclass(ServerCore { shared })
     }
@@ -373,7 +373,7 @@ impl ServerCore {
         dict.set_item("connections", stats.connections)?;
         dict.set_item("accepted", stats.accepted)?;
         dict.set_item("refused", stats.refused)?;
-        stats_dict::add_traffic(&dict, &stats.traffic)?;
+        stats::add_traffic(&dict, &stats.traffic)?;
         dict.set_item("queued_bytes", stats.queued_bytes)?;
         let (mean, max) = stats.rtt.unzip();
         dict.set_item("rtt_mean", mean.map(|d| d.as_secs_f64()))?;
@@ -385,7 +385,7 @@ impl ServerCore {
     fn connection_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         for conn in self.shared.connections() {
-            dict.set_item(conn.cid, stats_dict::connection(py, &conn.stats())?)?;
+            dict.set_item(conn.cid, stats::connection(py, &conn.stats())?)?;
         }
         Ok(dict)
     }
@@ -397,10 +397,10 @@ impl ServerCore {
 
     /// The handle of a live connection.
     fn connection<'py>(&self, py: Python<'py>, cid: u64) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let owner = Owner::Server(self.shared.clone());
+        let side = Side::Server(self.shared.clone());
         self.shared
             .conn(cid)
-            .map(|conn| owner.handle(py, &conn))
+            .map(|conn| side.handle(py, &conn))
             .transpose()
     }
 }
@@ -426,7 +426,7 @@ impl ClientCore {
             require_same_names,
         });
         PyClassInitializer::from(PeerCore {
-            owner: Owner::Client(shared.clone()),
+            side: Side::Client(shared.clone()),
         })
         .add_subclass(ClientCore { shared })
     }
@@ -499,7 +499,7 @@ impl ClientCore {
         let timeout = duration(Some(timeout))?.unwrap_or(Duration::from_secs(30));
         let shared = self.shared.clone();
         match py.detach(move || shared.connect(&addrs, timeout, &host)) {
-            Ok(conn) => Owner::Client(self.shared.clone()).handle(py, &conn),
+            Ok(conn) => Side::Client(self.shared.clone()).handle(py, &conn),
             Err(err) => {
                 self.shared.connect_failed(format!("connectfailed: {err}"));
                 Err(errors::connect_error(py, err))
@@ -511,7 +511,7 @@ impl ClientCore {
     /// connection's handle. The handshake then runs in the background.
     fn connect_memory<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         match self.shared.connect_memory(name) {
-            Ok(conn) => Owner::Client(self.shared.clone()).handle(py, &conn),
+            Ok(conn) => Side::Client(self.shared.clone()).handle(py, &conn),
             Err(err) => {
                 self.shared.connect_failed(format!("connectfailed: {err}"));
                 Err(errors::memory_error(err))
@@ -522,10 +522,10 @@ impl ClientCore {
     /// The connection's handle, once connected.
     #[getter]
     fn connection<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let owner = Owner::Client(self.shared.clone());
+        let side = Side::Client(self.shared.clone());
         self.shared
             .conn()
-            .map(|conn| owner.handle(py, &conn))
+            .map(|conn| side.handle(py, &conn))
             .transpose()
     }
 

@@ -15,7 +15,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::connection::Owner;
+use super::connection::Side;
 use super::convert::{self, StrCache, UnpackError};
 use super::duration;
 use crate::protocol::msgpack::ReadLimits;
@@ -33,17 +33,17 @@ pub(crate) const EV_LOG: u8 = 6;
 const LOG_INFO: u32 = 20;
 const LOG_WARNING: u32 = 30;
 
-/// Takes events from the owner's inbox (waiting without the GIL if asked) and converts
+/// Takes events from the side's inbox (waiting without the GIL if asked) and converts
 /// them to tuples.
 pub(crate) fn take_events<'py>(
     py: Python<'py>,
-    owner: &Owner,
+    side: &Side,
     wait: bool,
     timeout: Option<f64>,
     max_events: usize,
 ) -> PyResult<Bound<'py, PyList>> {
     let timeout = duration(timeout)?;
-    let common = owner.common();
+    let common = side.common();
     let batch = if wait {
         py.detach(|| common.take_events(max_events, true, timeout))
     } else {
@@ -53,7 +53,7 @@ pub(crate) fn take_events<'py>(
     // Strings repeat across the packets of a batch; a batch of one has nothing to share.
     let mut strings = (batch.len() > 1).then(StrCache::new);
     for event in batch {
-        if let Some(tuple) = convert_event(py, owner, event, strings.as_mut())? {
+        if let Some(tuple) = convert_event(py, side, event, strings.as_mut())? {
             events.append(tuple)?;
         }
     }
@@ -62,15 +62,13 @@ pub(crate) fn take_events<'py>(
 
 fn convert_event<'py>(
     py: Python<'py>,
-    owner: &Owner,
+    side: &Side,
     event: Event,
     strings: Option<&mut StrCache<'py>>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let cid = event.conn().map_or(0, |conn| conn.cid);
     let tuple = match event {
-        Event::Connected(conn) => {
-            (EV_CONNECTED, cid, owner.handle(py, &conn)?).into_pyobject(py)?
-        }
+        Event::Connected(conn) => (EV_CONNECTED, cid, side.handle(py, &conn)?).into_pyobject(py)?,
         Event::Packet {
             conn,
             pid,
@@ -114,7 +112,7 @@ fn convert_event<'py>(
             (EV_SENT, cid, pid, msg, PyBytes::new(py, &frame)).into_pyobject(py)?
         }
         Event::HandshakeComplete(_) => (EV_HANDSHAKE_COMPLETE, cid).into_pyobject(py)?,
-        Event::DelegateInit { conntype, .. } => (EV_INIT, cid, conntype).into_pyobject(py)?,
+        Event::InitInPython { conntype, .. } => (EV_INIT, cid, conntype).into_pyobject(py)?,
         Event::Closed { reason, .. } => (EV_CLOSED, cid, reason).into_pyobject(py)?,
         Event::Log { level, message, .. } | Event::PeerLog { level, message } => {
             let level = match level {

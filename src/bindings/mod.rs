@@ -20,7 +20,7 @@ mod convert;
 mod cores;
 mod errors;
 mod events;
-mod stats_dict;
+mod stats;
 
 use std::time::Duration;
 

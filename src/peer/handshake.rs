@@ -33,7 +33,7 @@ pub enum Action {
     /// The handshake is complete: Python's `on_handshake_complete` must run.
     HandshakeComplete,
     /// The connection type's `init` is defined in Python and must run there.
-    DelegateInit(String),
+    InitInPython(String),
     /// (client) Use this table: the registry was synchronised with the server's.
     AdoptTable(PacketTable),
     /// Close the connection with this reason (a close packet is sent first).
@@ -97,7 +97,7 @@ fn malformed(packet_id: u32, msg: &Value) -> Option<Vec<Action>> {
 }
 
 /// The close packet with `reason`, as a complete frame: the one builder of the body
-/// `{"reason": reason}` that the receiver's [`close_reason`] reads.
+/// `{"reason": reason}` that the receiver reads back (`close_reason`).
 pub fn close_packet(reason: Option<&str>, compression: &Compression) -> Vec<u8> {
     let body = Value::map([("reason", reason.map_or(Value::Nil, Value::from))]).to_bytes();
     let mut frame = Vec::with_capacity(body.len() + packet::FRAME_OVERHEAD);
@@ -172,7 +172,7 @@ pub fn server_packet(
             }
             match kind {
                 ConntypeKind::NativeClassic => actions.extend(server_classic_init(table)),
-                ConntypeKind::Delegated => actions.push(Action::DelegateInit(name.clone())),
+                ConntypeKind::Delegated => actions.push(Action::InitInPython(name.clone())),
             }
             actions
         }
@@ -259,7 +259,7 @@ pub fn client_packet(
             match kind {
                 ConntypeKind::NativeClassic => actions.extend(client_classic_init()),
                 ConntypeKind::Delegated => {
-                    actions.push(Action::DelegateInit(rules.target_conntype.to_owned()));
+                    actions.push(Action::InitInPython(rules.target_conntype.to_owned()));
                 }
             }
             actions
@@ -360,7 +360,7 @@ mod tests {
                     Action::SetConntype(c) => pair.client_conntype = c,
                     Action::HandshakeComplete if server => pair.completed.0 = true,
                     Action::HandshakeComplete => pair.completed.1 = true,
-                    Action::DelegateInit(c) => pair
+                    Action::InitInPython(c) => pair
                         .delegated
                         .push((if server { "server" } else { "client" }, c)),
                     Action::AdoptTable(t) => pair.client_table = t,

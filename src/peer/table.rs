@@ -5,6 +5,15 @@
 //! their id unless the server uses that id for another name, in which case they move
 //! to the lowest free id from 64 up. (The original overwrote ids in place, which could
 //! leave one name without an id and one id without a packet.)
+//!
+//! Who owns the ids when (one rule, for both languages): the app's Python registry
+//! owns them until a client's handshake. Every registration there is mirrored into the
+//! core's table at once (the registry tells its listeners), and the core never changes
+//! a server's table. A client's handshake is decided in the core, with this table
+//! ([`PacketTable::synced_with`]); the client's core then counts a new table epoch, and
+//! the Python client adopts the new ids into its registry before it dispatches anything
+//! else (`Client._sync_registry`). After that, ids reach the core from Python only by
+//! new registrations.
 
 use std::collections::{HashMap, HashSet};
 

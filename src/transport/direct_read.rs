@@ -7,7 +7,7 @@
 //! a wake-up that finds nothing to do. With many connections (a server with hundreds
 //! of clients, a process running a hundred clients) CPU is what runs out, and the I/O
 //! threads reading and batching for everyone do better: only the process's first
-//! [`MAX_DIRECT_READERS`] connections are read this way.
+//! `MAX_DIRECT_READERS` connections are read this way.
 //!
 //! Three parties may read such a socket: its reader task, a thread blocked in
 //! [`DirectReaders::wait`] (in `poll(2)`), and an event loop that watches the socket

@@ -60,7 +60,7 @@ pub enum Event {
     /// The handshake completed.
     HandshakeComplete(Arc<Conn>),
     /// A connection type whose `init` lives in Python was chosen.
-    DelegateInit {
+    InitInPython {
         /// The connection.
         conn: Arc<Conn>,
         /// The connection type's name.
@@ -98,7 +98,7 @@ impl Event {
             Event::Connected(conn) | Event::HandshakeComplete(conn) => Some(conn),
             Event::Packet { conn, .. }
             | Event::Sent { conn, .. }
-            | Event::DelegateInit { conn, .. }
+            | Event::InitInPython { conn, .. }
             | Event::Closed { conn, .. }
             | Event::Log { conn, .. } => Some(conn),
             Event::PeerLog { .. } => None,

@@ -67,6 +67,18 @@ class _ConntypeTable(dict):
         native = isinstance(obj, ClassicConnectionType) and not _overrides(obj, "init")
         self._core.add_conntype(name, native)
 
+    # The one place that asks whether a connection type replaces one of the library's
+    # hooks (the fast paths skip hooks that are not replaced). Asked each time, not
+    # cached: an app may assign a hook on the instance after adding it.
+    def overriding(self, name, hook):
+        """The connection type called ``name`` if it replaces ``hook``, else None."""
+        ct = self.get(name)
+        return ct if ct is not None and _overrides(ct, hook) else None
+
+    def any_overrides(self, hook):
+        """Whether any connection type replaces ``hook``."""
+        return any(_overrides(ct, hook) for ct in list(self.values()))
+
 
 class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
     """What servers and clients share: configuration, events, registries, dispatch."""
@@ -287,7 +299,7 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
         )
         # Only connection types that override receive() (the ping extension's) can
         # claim a packet; without any, no packet needs its connection type looked up.
-        self._conntype_receives = any(_overrides(ct, "receive") for ct in list(self.conntypes.values()))
+        self._conntype_receives = self.conntypes.any_overrides("receive")
 
     def process_forever(self):
         """Process until :meth:`stop` is called."""

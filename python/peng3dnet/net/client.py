@@ -6,7 +6,6 @@ import time
 
 from .. import _core, errors
 from .._hooks import library_default
-from .._hooks import overrides as _overrides
 from ..constants import (
     CONNTYPE_CLASSIC,
     CONNTYPE_NOTSET,
@@ -251,8 +250,8 @@ class Client(_Peer):
         if conn is None:
             conn = self._connection_of()
         pid, pkt, internal, _, special = self._lookup(ptype)
-        ct = None if internal else self.conntypes.get(self.target_conntype)
-        if ct is None or not _overrides(ct, "send") or not ct.send(data, ptype, cid):
+        ct = None if internal else self.conntypes.overriding(self.target_conntype, "send")
+        if ct is None or not ct.send(data, ptype, cid):
             self.on_send(ptype, data)
             if (
                 (self.peng is not None and self._events_on())

@@ -236,8 +236,8 @@ class Server(_Peer):
             or "sendEvent" in self._own_hooks
             or "sendEvent" in self.__dict__
         )
-        ct = None if internal else self.conntypes.get(conn.conntype)
-        ct_send = ct is not None and _overrides(ct, "send")
+        ct = None if internal else self.conntypes.overriding(conn.conntype, "send")
+        ct_send = ct is not None
         # The frame is made for the hooks only if one of them is not the library's no-op.
         want_frame = (
             events
@@ -325,8 +325,7 @@ class Server(_Peer):
                 continue
             name = client.conntype
             if name not in own_send:
-                ct = self.conntypes.get(name)
-                own_send[name] = ct is not None and _overrides(ct, "send")
+                own_send[name] = self.conntypes.overriding(name, "send") is not None
             if own_send[name]:
                 one_by_one.append(cid)
             else:

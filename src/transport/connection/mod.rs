@@ -399,9 +399,9 @@ impl Conn {
                     self.inbox.push(Event::HandshakeComplete(self.clone()));
                     self.role.status_changed(self);
                 }
-                Action::DelegateInit(conntype) => {
+                Action::InitInPython(conntype) => {
                     self.init_pending.store(true, Ordering::SeqCst);
-                    self.inbox.push(Event::DelegateInit {
+                    self.inbox.push(Event::InitInPython {
                         conn: self.clone(),
                         conntype,
                     });
