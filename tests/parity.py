@@ -203,6 +203,14 @@ CALLS_ALLOWED = [
     ("ping", "missing", '["client", "close_connection", ["pingcomplete"], {}]', _PING),
     ("ping", "missing", '["c*", "*close", [null], {}]', _PING),
     ("ping", "extra", '[*"pingcomplete"*', _PING),
+    (
+        "ping",
+        "missing",
+        '["client", *"socketclose"*',
+        "the original's pinging client may still run when the server hangs up after its "
+        "close packet, and then reports socketclose too (seen in 1 of ~20 runs under load); "
+        "ours stops once it has the answer",
+    ),
     ("ping", "extra", '["client", "stop"*', _PING),
     ("ping", "extra", '["client", "join"*', _PING),
     ("ping", "extra", '["client", "interrupt"]', _PING),

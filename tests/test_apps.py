@@ -16,9 +16,8 @@ from support import PEERS, subprocess_env
 GAME = str(PEERS / "app_game.py")
 
 
-@pytest.mark.parametrize("server_impl", ["ours", "reference"])
-@pytest.mark.parametrize("client_impl", ["ours", "reference"])
-def test_game_runs_on_every_pairing(python_of, server_impl, client_impl):
+def _play(python_of, server_impl, client_impl):
+    """One game: the client's and the server's reports."""
     server = subprocess.Popen(
         [python_of(server_impl), GAME, "server"],
         env=subprocess_env(),
@@ -43,6 +42,20 @@ def test_game_runs_on_every_pairing(python_of, server_impl, client_impl):
             server.kill()
             server.wait()
     hosted = json.loads(out.decode().strip().splitlines()[-1])
+    return played, hosted
+
+
+@pytest.mark.parametrize("server_impl", ["ours", "reference"])
+@pytest.mark.parametrize("client_impl", ["ours", "reference"])
+def test_game_runs_on_every_pairing(python_of, server_impl, client_impl):
+    played, hosted = _play(python_of, server_impl, client_impl)
+    # The original can leave a reply unsent until its next send (REFERENCE bug 21): under
+    # load, a game with its server stalled before the invitation (1 run in ~20). A game
+    # the original serves gets two more tries; ours serves one.
+    for _ in range(2 if server_impl == "reference" else 0):
+        if "started" in played:
+            break
+        played, hosted = _play(python_of, server_impl, client_impl)
     assert played["pong"] == {"name": "Card table", "motd": "welcome", "players": 1}
     assert played["registered"] == {"ok": True, "name": "alice"}
     assert played["invites"] == ["red"]

@@ -19,7 +19,7 @@ use super::connection::Side;
 use super::convert::{self, StrCache, UnpackError};
 use super::duration;
 use crate::protocol::msgpack::ReadLimits;
-use crate::transport::inbox::{Event, LogLevel};
+use crate::transport::connection::{Event, LogLevel};
 
 pub(crate) const EV_CONNECTED: u8 = 0;
 pub(crate) const EV_PACKET: u8 = 1;

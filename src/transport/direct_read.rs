@@ -11,8 +11,8 @@
 //!
 //! Three parties may read such a socket: its reader task, a thread blocked in
 //! [`DirectReaders::wait`] (in `poll(2)`), and an event loop that watches the socket
-//! ([`DirectReaders::watch_sockets`]). Whoever holds the connection's
-//! `reader::SharedReader` reads, so frames stay in order; while a thread or loop
+//! ([`DirectReaders::watch_sockets`]). Whoever holds the connection's read state
+//! (`reader::TcpReader`, here a [`DirectSocket`]) reads, so frames stay in order; while a thread or loop
 //! watches a socket, its reader task leaves arriving data to it, and notes that it
 //! did, so that nothing stays unread when the watcher stops watching.
 //!
@@ -24,8 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::connection::Conn;
-use super::inbox::Inbox;
+use super::inbox::{Inbox, Queued};
 use super::sync::Unpoisoned;
 
 /// How many connections of the whole process are read directly at most.
@@ -44,25 +43,46 @@ pub fn direct_readers() -> (usize, usize) {
     )
 }
 
+/// The reading side of a plain TCP connection, as a thread or event loop that reads
+/// it sees it.
+pub trait DirectSocket: Send + Sync {
+    /// What its reads queue in the peer's inbox.
+    type Event: Queued;
+    /// The socket's descriptor (to wait on in `poll(2)` or in an event loop).
+    fn fd(&self) -> i64;
+    /// Reads and handles what the socket holds now, without waiting; false if it
+    /// read nothing (nothing there, its reader task busy with it, input over).
+    fn read_now(&self) -> bool;
+    /// A thread or loop starts (`true`) or stops watching the socket: its reader
+    /// task leaves arriving data to the watcher meanwhile.
+    fn set_watched(&self, watching: bool);
+    /// After watching: whether the reader task left data to the watcher since the
+    /// last call (which the watcher then reads).
+    fn take_skipped(&self) -> bool;
+    /// Whether input is over (the connection ended, or its input is dropped): the
+    /// socket may stay readable, but reading it is its reader task's business.
+    fn input_over(&self) -> bool;
+}
+
 /// The connections of one peer whose sockets its waiting threads read.
-pub struct DirectReaders {
+pub struct DirectReaders<S: DirectSocket> {
     /// The peer's inbox: what the readers queue, and whose wake-up sockets interrupt
     /// a wait.
-    inbox: Arc<Inbox>,
+    inbox: Arc<Inbox<S::Event>>,
     /// Plain TCP connections offered while the process had fewer than the maximum.
-    conns: Mutex<Vec<Arc<Conn>>>,
+    conns: Mutex<Vec<Arc<S>>>,
     /// Threads waiting in `poll(2)` now; guards opening and closing the inbox's
     /// `poll_wakeup`: it is open while a thread waits or direct readers exist, so a
     /// peer whose connections are over holds no descriptors however long Python
     /// keeps it.
     pollers: Mutex<usize>,
     /// The connections an event loop watches while it waits.
-    loop_watched: Mutex<Vec<Arc<Conn>>>,
+    loop_watched: Mutex<Vec<Arc<S>>>,
 }
 
-impl DirectReaders {
+impl<S: DirectSocket> DirectReaders<S> {
     /// No direct readers yet, for the peer with `inbox`.
-    pub fn new(inbox: Arc<Inbox>) -> Arc<DirectReaders> {
+    pub fn new(inbox: Arc<Inbox<S::Event>>) -> Arc<DirectReaders<S>> {
         Arc::new(DirectReaders {
             inbox,
             conns: Mutex::new(Vec::new()),
@@ -72,8 +92,8 @@ impl DirectReaders {
     }
 
     /// Offers a plain TCP connection's socket for waiting threads to read (see
-    /// [`Conn::read_inline`]); ignored once the process has [`MAX_DIRECT_READERS`].
-    pub(super) fn add(&self, conn: &Arc<Conn>) {
+    /// [`DirectSocket::read_now`]); ignored once the process has [`MAX_DIRECT_READERS`].
+    pub(super) fn add(&self, conn: &Arc<S>) {
         let mut conns = self.conns.lock_anyway();
         if DIRECT_READERS_IN_PROCESS.fetch_add(1, Ordering::SeqCst) < MAX_DIRECT_READERS {
             conns.push(conn.clone());
@@ -82,16 +102,13 @@ impl DirectReaders {
         }
     }
 
-    /// Whether waiting threads read this connection's socket themselves.
-    pub(super) fn contains(&self, conn: &Arc<Conn>) -> bool {
-        self.conns
-            .lock_anyway()
-            .iter()
-            .any(|other| Arc::ptr_eq(other, conn))
+    /// Whether waiting threads read the socket `fd` themselves.
+    pub fn reads(&self, fd: i64) -> bool {
+        self.conns.lock_anyway().iter().any(|conn| conn.fd() == fd)
     }
 
     /// Withdraws a connection offered by [`DirectReaders::add`] (its tasks end).
-    pub(super) fn remove(&self, conn: &Arc<Conn>) {
+    pub(super) fn remove(&self, conn: &Arc<S>) {
         let mut conns = self.conns.lock_anyway();
         let before = conns.len();
         conns.retain(|other| !Arc::ptr_eq(other, conn));
@@ -149,7 +166,7 @@ impl DirectReaders {
 
     /// The loop of [`DirectReaders::wait`], with the wake-up socket open.
     #[cfg(unix)]
-    fn poll_reading(&self, conns: &mut Vec<Arc<Conn>>, wake_fd: i64, deadline: Option<Instant>) {
+    fn poll_reading(&self, conns: &mut Vec<Arc<S>>, wake_fd: i64, deadline: Option<Instant>) {
         let wakeup = &self.inbox.poll_wakeup;
         while !conns.is_empty() {
             if !self.inbox.arm(wakeup) {
@@ -177,7 +194,7 @@ impl DirectReaders {
             let fds = &mut all_fds[..=conns.len()];
             let watched = conns
                 .iter()
-                .map(|conn| conn.fd)
+                .map(|conn| conn.fd())
                 .chain(std::iter::repeat(wake_fd));
             for (slot, fd) in fds.iter_mut().zip(watched) {
                 *slot = libc::pollfd {
@@ -217,7 +234,7 @@ impl DirectReaders {
                 if !readable && !skipped {
                     return true;
                 }
-                let read = conn.read_inline();
+                let read = conn.read_now();
                 // A socket that cannot be read here is left to its reader task (which
                 // queues what it reads and so wakes us); watching it would spin.
                 read || !readable
@@ -237,7 +254,7 @@ impl DirectReaders {
         for conn in &conns {
             conn.set_watched(true);
         }
-        let fds = conns.iter().map(|conn| conn.fd).collect();
+        let fds = conns.iter().map(|conn| conn.fd()).collect();
         *self.loop_watched.lock_anyway() = conns;
         fds
     }
@@ -259,12 +276,12 @@ impl DirectReaders {
         let mut watched = self.loop_watched.lock_anyway();
         let mut dropped = Vec::new();
         watched.retain(|conn| {
-            if conn.read_inline() {
+            if conn.read_now() {
                 return true;
             }
-            if conn.is_finished() || conn.input_rejected() {
+            if conn.input_over() {
                 conn.set_watched(false);
-                dropped.push(conn.fd);
+                dropped.push(conn.fd());
                 return false;
             }
             true
@@ -279,7 +296,7 @@ impl DirectReaders {
         for conn in &watched {
             conn.set_watched(false);
             if conn.take_skipped() {
-                conn.read_inline();
+                conn.read_now();
             }
         }
     }

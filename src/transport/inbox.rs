@@ -15,110 +15,30 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use super::connection::Conn;
 use super::sync::{deadline, wait_until, Unpoisoned};
 use super::wakeup::Wakeup;
 
-/// Severity of a [`Event::Log`] record (mapped to Python `logging` levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Routine information (a connection closed because of a protocol error).
-    Info,
-    /// Something a peer did wrong.
-    Warning,
+/// What the inbox tells an event as it is queued and taken: a connection counts its
+/// events waiting here, for back-pressure.
+pub trait Queued {
+    /// The event was appended to the queue.
+    fn queued(&self);
+    /// Python took the event.
+    fn taken(&self);
 }
 
-/// One thing that happened on a connection.
-#[derive(Debug)]
-pub enum Event {
-    /// A connection was established (server: accepted; client: connected).
-    Connected(Arc<Conn>),
-    /// A packet arrived. `body` is its msgpack bytes (already inflated).
-    Packet {
-        /// The connection.
-        conn: Arc<Conn>,
-        /// Packet id.
-        pid: u32,
-        /// Header flags as received.
-        flags: u16,
-        /// msgpack body.
-        body: Bytes,
-    },
-    /// The core sent an internal packet (hello, handshake, ...) on its own.
-    Sent {
-        /// The connection.
-        conn: Arc<Conn>,
-        /// Packet id.
-        pid: u32,
-        /// msgpack body.
-        body: Bytes,
-        /// The complete frame as written.
-        frame: Bytes,
-    },
-    /// The handshake completed.
-    HandshakeComplete(Arc<Conn>),
-    /// A connection type whose `init` lives in Python was chosen.
-    InitInPython {
-        /// The connection.
-        conn: Arc<Conn>,
-        /// The connection type's name.
-        conntype: String,
-    },
-    /// The connection is over; nothing more will arrive from it.
-    Closed {
-        /// The connection.
-        conn: Arc<Conn>,
-        /// Why (the peer's reason, ours, or "socketclose").
-        reason: Option<String>,
-    },
-    /// A diagnostic about the peer rather than one connection (a refused client).
-    PeerLog {
-        /// Severity.
-        level: LogLevel,
-        /// Text.
-        message: String,
-    },
-    /// A diagnostic for the Python `logging` module.
-    Log {
-        /// The connection concerned.
-        conn: Arc<Conn>,
-        /// Severity.
-        level: LogLevel,
-        /// Text.
-        message: String,
-    },
-}
-
-impl Event {
-    /// The connection this event belongs to, if any.
-    pub fn conn(&self) -> Option<&Arc<Conn>> {
-        match self {
-            Event::Connected(conn) | Event::HandshakeComplete(conn) => Some(conn),
-            Event::Packet { conn, .. }
-            | Event::Sent { conn, .. }
-            | Event::InitInPython { conn, .. }
-            | Event::Closed { conn, .. }
-            | Event::Log { conn, .. } => Some(conn),
-            Event::PeerLog { .. } => None,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    events: VecDeque<Event>,
+struct Queue<E> {
+    events: VecDeque<E>,
     /// Threads blocked in `take`; pushes only signal when someone waits.
     waiting: usize,
     /// Set by `interrupt`: the next (or current) `take` returns at once.
     interrupted: bool,
 }
 
-/// The event queue of one peer (a server and all its connections, or a client).
-#[derive(Default)]
-pub struct Inbox {
-    queue: Mutex<Queue>,
+/// The event queue of one peer (a server and all its connections, or a client); its
+/// events are `transport::connection::Event`s.
+pub struct Inbox<E> {
+    queue: Mutex<Queue<E>>,
     available: Condvar,
     /// Whether Python is between taking a batch and finishing its dispatch; while it
     /// is, connections whose close is in that batch do not yet read as closed.
@@ -135,23 +55,33 @@ pub struct Inbox {
     pub(super) poll_wakeup: Wakeup,
 }
 
-impl Inbox {
+impl<E: Queued> Inbox<E> {
     /// A new, empty inbox.
-    pub fn new() -> Arc<Inbox> {
-        Arc::new(Inbox::default())
+    pub fn new() -> Arc<Inbox<E>> {
+        Arc::new(Inbox {
+            queue: Mutex::new(Queue {
+                events: VecDeque::new(),
+                waiting: 0,
+                interrupted: false,
+            }),
+            available: Condvar::new(),
+            dispatching: AtomicBool::new(false),
+            async_waiting: AtomicBool::new(false),
+            ready: tokio::sync::Notify::new(),
+            wakeup: OnceLock::new(),
+            poll_wakeup: Wakeup::default(),
+        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+    fn lock(&self) -> MutexGuard<'_, Queue<E>> {
         // A panic while holding this lock cannot leave the queue inconsistent (every
         // critical section is a single push or drain), so poisoning is ignored.
         self.queue.lock_anyway()
     }
 
     /// Appends an event.
-    pub fn push(&self, event: Event) {
-        if let Some(conn) = event.conn() {
-            conn.note_event_queued(&event);
-        }
+    pub fn push(&self, event: E) {
+        event.queued();
         let mut queue = self.lock();
         queue.events.push_back(event);
         let waiting = queue.waiting > 0;
@@ -271,12 +201,12 @@ impl Inbox {
     /// Takes up to `max` events. With `wait`, blocks while the queue is empty, for at
     /// most `timeout` (forever if `None`) or until [`Inbox::interrupt`]. Must be called
     /// without holding the GIL.
-    pub fn take(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<Event> {
+    pub fn take(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<E> {
         self.take_until(max, wait, deadline(timeout))
     }
 
     /// [`Inbox::take`] with a deadline instead of a timeout (`None`: none).
-    pub fn take_until(&self, max: usize, wait: bool, deadline: Option<Instant>) -> Vec<Event> {
+    pub fn take_until(&self, max: usize, wait: bool, deadline: Option<Instant>) -> Vec<E> {
         let mut queue = self.lock();
         if wait {
             queue.waiting += 1;
@@ -288,15 +218,13 @@ impl Inbox {
         }
         queue.interrupted = false;
         let n = queue.events.len().min(max);
-        let batch: Vec<Event> = queue.events.drain(..n).collect();
+        let batch: Vec<E> = queue.events.drain(..n).collect();
         drop(queue);
         if !batch.is_empty() {
             self.dispatching.store(true, Ordering::SeqCst);
         }
         for event in &batch {
-            if let Some(conn) = event.conn() {
-                conn.note_event_taken(event);
-            }
+            event.taken();
         }
         batch
     }

@@ -27,20 +27,24 @@
 //!   queue; it knows its owners only as `Timed`), [`tls`] (configurations,
 //!   certificate checks, security levels), [`memory`] (the names of the in-process
 //!   transport; it knows a server only as a `Listener`).
-//! * One connection: [`connection`] (its shared state; `send`, `receive` and
-//!   `close` within it), `reader` (its reader task, or a waiting thread reading for
-//!   it), `writer` (its writer task), [`direct_read`] (threads and event loops that
-//!   wait for events and read the sockets themselves), [`inbox`] (the ordered events
-//!   of one peer's Python side).
-//! * The sides: [`peer`] (what servers and clients share, and how a connected stream
-//!   becomes a connection), [`server`] (the listener, its accept loop and table of
-//!   connections), [`client`] (connecting, the client's wait conditions).
+//! * One connection: [`inbox`] (the ordered events of one peer's Python side, a queue
+//!   that knows its events only as `Queued`), [`connection`] (its shared state, the
+//!   events it queues; `send`, `receive` and `close` within it; a leaf that names
+//!   none of the tasks that drive it), `writer` (its writer task), [`direct_read`]
+//!   (threads and event loops that wait for events and read the sockets themselves;
+//!   it knows a socket only as a `DirectSocket`), `reader` (its reader task, and the
+//!   read state a waiting thread shares with it, which is that `DirectSocket`).
+//! * The sides: [`peer`] (what servers and clients share, and the driver: how a
+//!   connected stream becomes a connection whose reader and writer run), [`server`]
+//!   (the listener, its accept loop and table of connections), [`client`]
+//!   (connecting, the client's wait conditions).
 //!
-//! Dependencies point up this list, with one circle, inherent to a connection: the
-//! connection starts its reader and writer and is driven by them; events in the inbox
-//! carry their connection, which queues them; a direct reader holds the connections it
-//! reads, each of which joins and leaves it (`connection`, `reader`, `writer`,
-//! `direct_read`, `inbox`). Nothing else refers back.
+//! Dependencies point up this list, without a circle: where a lower module must call
+//! up (a connection starting a writer once its last one parked, the inbox telling a
+//! connection that its event was taken, a waiting thread reading a socket), it calls
+//! through a function or trait given to it from above (`connection::StartWriter`,
+//! `inbox::Queued`, `direct_read::DirectSocket`); `tests/test_layers.py` fails if a
+//! circle comes back.
 //!
 //! Queues: each connection's outbox is part of its [`connection::Conn`] (Python and
 //! the reader task push, its writer task pops). The inbox is shared by all of a peer's

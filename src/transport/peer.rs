@@ -10,12 +10,15 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 
 use super::connection::{Conn, Role};
+use super::connection::{Event, Inbox};
 use super::direct_read::DirectReaders;
-use super::inbox::{Event, Inbox};
+use super::outbox::StreamWriter;
+use super::reader::{self, TcpReader};
 use super::settings::{Keepalive, Settings};
 use super::shared_tcp::SharedTcp;
 use super::socket::{socket_handle, Endpoint, SocketInfo};
 use super::sync::{deadline, ReadAnyway, Unpoisoned};
+use super::writer;
 use crate::peer::constants::sslsec;
 use crate::peer::handshake::Conntypes;
 use crate::peer::table::PacketTable;
@@ -26,7 +29,7 @@ pub struct PeerCommon {
     /// Events for Python.
     pub inbox: Arc<Inbox>,
     /// Plain TCP connections whose sockets a thread waiting for events reads itself.
-    pub direct: Arc<DirectReaders>,
+    pub direct: Arc<DirectReaders<TcpReader>>,
     /// Settings for connections made from now on.
     settings: RwLock<Arc<Settings>>,
     /// Known connection types; set from Python.
@@ -87,9 +90,11 @@ impl PeerCommon {
         role: Arc<dyn Role>,
     ) -> io::Result<Arc<Conn>> {
         let info = self.socket_info(&stream, sslsec::NONE)?;
-        let shared = SharedTcp(Arc::new(stream));
-        let direct = Some((shared.clone(), self.direct.clone()));
-        Ok(self.start_split(cid, info, (shared.clone(), shared), direct, role))
+        let tcp = SharedTcp(Arc::new(stream));
+        let writer = Box::new(tcp.clone());
+        let conn = self.start_state(cid, info, writer, Some(tcp.clone()), self.settings(), role);
+        reader::start_tcp(&conn, tcp, self.direct.clone());
+        Ok(conn)
     }
 
     /// Starts connection `cid` on an established TLS stream (see
@@ -106,7 +111,7 @@ impl PeerCommon {
     {
         // No direct writes: a TLS record must be written by the one task that owns
         // the TLS state.
-        self.start_split(cid, info, tokio::io::split(stream), None, role)
+        self.start_split(cid, info, stream, self.settings(), role)
     }
 
     /// Starts connection `cid` on one end of an in-process pipe (see
@@ -128,37 +133,44 @@ impl PeerCommon {
             keepalive: None,
             ..(*base).clone()
         });
-        let (reader, writer) = tokio::io::split(stream);
-        Conn::spawn(
-            cid,
-            info,
-            reader,
-            writer,
-            None,
-            settings,
-            self.inbox.clone(),
-            role,
-        )
+        self.start_split(cid, info, stream, settings, role)
     }
 
-    fn start_split<R, W>(
+    /// Starts a connection on a stream read by its reader task alone: split into its
+    /// reading and writing halves.
+    fn start_split<S>(
         &self,
         cid: u64,
         info: SocketInfo,
-        (reader, writer): (R, W),
-        direct: Option<(SharedTcp, Arc<DirectReaders>)>,
+        stream: S,
+        settings: Arc<Settings>,
         role: Arc<dyn Role>,
     ) -> Arc<Conn>
     where
-        R: super::reader::ReadSource,
-        W: AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let settings = self.settings();
-        Conn::spawn(
+        let (read_half, write_half) = tokio::io::split(stream);
+        let conn = self.start_state(cid, info, Box::new(write_half), None, settings, role);
+        reader::start(&conn, read_half);
+        conn
+    }
+
+    /// A connection's state (see [`Conn::start`]), its writer tasks started by
+    /// `writer::start`; the caller starts its reader.
+    fn start_state(
+        &self,
+        cid: u64,
+        info: SocketInfo,
+        writer: StreamWriter,
+        direct: Option<SharedTcp>,
+        settings: Arc<Settings>,
+        role: Arc<dyn Role>,
+    ) -> Arc<Conn> {
+        Conn::start(
             cid,
             info,
-            reader,
             writer,
+            writer::start,
             direct,
             settings,
             self.inbox.clone(),

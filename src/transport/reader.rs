@@ -1,10 +1,10 @@
 //! The reading side of a connection: bytes -> frames -> handshake rules and inbox.
 //!
-//! A TLS or in-process connection is read by its reader task alone ([`read_loop`]). A
-//! plain TCP connection is read through a [`SharedReader`] by whoever holds it: its
-//! reader task ([`read_loop_tcp`]) or a Python thread that waits for its events and
-//! reads the socket itself ([`read_inline`], see `direct_read`). The reader ending
-//! cancels the writer; see [`super::connection`] for the close protocol.
+//! A TLS or in-process connection is read by its reader task alone ([`start`]). A
+//! plain TCP connection is read through a [`TcpReader`] by whoever holds it: its
+//! reader task ([`start_tcp`]) or a Python thread (or event loop) that waits for its
+//! events and reads the socket itself (see `direct_read`). The reader ending cancels
+//! the writer; see [`super::connection`] for the close protocol.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::Notify;
 
-use super::connection::Conn;
+use super::connection::{Conn, Event};
+use super::direct_read::{DirectReaders, DirectSocket};
 use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
 use super::stats::Traffic;
@@ -184,9 +185,10 @@ impl ReadState {
 }
 
 /// The reading side of a plain TCP connection. Its reader task reads it, and so does a
-/// Python thread that waits for input on few enough connections ([`read_inline`]):
-/// whoever holds `state` reads, so frames stay in order.
-pub(crate) struct SharedReader {
+/// Python thread that waits for input on few enough connections
+/// ([`TcpReader::read_now`]): whoever holds `state` reads, so frames stay in order.
+pub struct TcpReader {
+    conn: Arc<Conn>,
     state: Mutex<ReadState>,
     /// Wakes the reader task when a Python thread left a stalled frame behind.
     handover: Notify,
@@ -198,10 +200,11 @@ pub(crate) struct SharedReader {
     skipped: AtomicBool,
 }
 
-impl SharedReader {
-    pub(super) fn new(tcp: SharedTcp, settings: &Settings) -> SharedReader {
-        SharedReader {
-            state: Mutex::new(ReadState::new(settings, Some(tcp))),
+impl TcpReader {
+    fn new(conn: Arc<Conn>, tcp: SharedTcp) -> TcpReader {
+        TcpReader {
+            state: Mutex::new(ReadState::new(conn.settings(), Some(tcp))),
+            conn,
             handover: Notify::new(),
             watchers: AtomicUsize::new(0),
             skipped: AtomicBool::new(false),
@@ -214,8 +217,62 @@ impl SharedReader {
         self.state.lock_anyway()
     }
 
-    /// A thread starts (`true`) or stops waiting in `poll(2)` on the socket.
-    pub(super) fn set_watched(&self, watching: bool) {
+    /// Lets go of the socket (the connection's tasks have ended).
+    fn release_socket(&self) {
+        self.lock().socket = None;
+    }
+}
+
+impl DirectSocket for TcpReader {
+    type Event = Event;
+
+    fn fd(&self) -> i64 {
+        self.conn.fd
+    }
+
+    /// Reads what the socket holds now into the decoder and handles it, from the
+    /// calling thread (the GIL released), until the socket is empty: one thread
+    /// hand-off less per received packet than going through the reader task.
+    fn read_now(&self) -> bool {
+        let conn = &self.conn;
+        if conn.is_finished() || conn.input_rejected() || !conn.inbox_has_room() {
+            return false;
+        }
+        let Ok(mut state) = self.state.try_lock() else {
+            return false; // the reader task is reading
+        };
+        // Until the socket is empty: the reader task may have let its readiness pass
+        // to us (see `wait_for_data`), so nobody else would read what is left. A read
+        // that did not fill its buffer emptied the socket; no extra read to find that
+        // out.
+        let mut read_any = false;
+        while !state.must_discard(conn) && state.stalled.is_none() && conn.inbox_has_room() {
+            let (read, more) = match state.read_socket_now_small() {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => (Err(err), false),
+                Ok((n, filled)) => (Ok(n), filled),
+            };
+            read_any = true;
+            Traffic::add(&conn.traffic.reads_inline, 1);
+            if !state.note_read(conn, read) {
+                state.discarding = true;
+                break;
+            }
+            state.handle_buffered(conn);
+            if !more {
+                break;
+            }
+        }
+        state.decoder.release_if_idle();
+        let stalled = state.stalled.is_some();
+        drop(state);
+        if stalled {
+            self.handover.notify_one();
+        }
+        read_any
+    }
+
+    fn set_watched(&self, watching: bool) {
         if watching {
             self.watchers.fetch_add(1, Ordering::SeqCst);
         } else {
@@ -223,57 +280,13 @@ impl SharedReader {
         }
     }
 
-    /// Whether the reader task let data pass to a watching thread since the last call.
-    pub(super) fn take_skipped(&self) -> bool {
+    fn take_skipped(&self) -> bool {
         self.skipped.swap(false, Ordering::SeqCst)
     }
 
-    /// Lets go of the socket (the connection's tasks have ended).
-    pub(super) fn release_socket(&self) {
-        self.lock().socket = None;
+    fn input_over(&self) -> bool {
+        self.conn.is_finished() || self.conn.input_rejected()
     }
-}
-
-/// Reads what the socket holds now into the decoder, from the calling thread; see
-/// [`Conn::read_inline`].
-pub(super) fn read_inline(conn: &Arc<Conn>) -> bool {
-    let Some(shared) = conn.shared_reader.as_ref() else {
-        return false;
-    };
-    if conn.is_finished() || conn.input_rejected() || !conn.inbox_has_room() {
-        return false;
-    }
-    let Ok(mut state) = shared.state.try_lock() else {
-        return false; // the reader task is reading
-    };
-    // Until the socket is empty: the reader task may have let its readiness pass to
-    // us (see `wait_for_data`), so nobody else would read what is left. A read that
-    // did not fill its buffer emptied the socket; no extra read to find that out.
-    let mut read_any = false;
-    while !state.must_discard(conn) && state.stalled.is_none() && conn.inbox_has_room() {
-        let (read, more) = match state.read_socket_now_small() {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-            Err(err) => (Err(err), false),
-            Ok((n, filled)) => (Ok(n), filled),
-        };
-        read_any = true;
-        Traffic::add(&conn.traffic.reads_inline, 1);
-        if !state.note_read(conn, read) {
-            state.discarding = true;
-            break;
-        }
-        state.handle_buffered(conn);
-        if !more {
-            break;
-        }
-    }
-    state.decoder.release_if_idle();
-    let stalled = state.stalled.is_some();
-    drop(state);
-    if stalled {
-        shared.handover.notify_one();
-    }
-    read_any
 }
 
 /// Hands a stalled frame to the handshake rules once its connection type's `init` is
@@ -293,11 +306,22 @@ async fn resume_stalled(
     .await
 }
 
-/// The reader task of a plain TCP connection (see [`SharedReader`]).
-pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
-    let Some(shared) = conn.shared_reader.as_ref() else {
-        return;
-    };
+/// Starts reading a plain TCP connection: its reader task, and `direct`'s waiting
+/// threads if it has room for one more socket.
+pub(super) fn start_tcp(conn: &Arc<Conn>, tcp: SharedTcp, direct: Arc<DirectReaders<TcpReader>>) {
+    let reader = Arc::new(TcpReader::new(conn.clone(), tcp));
+    direct.add(&reader);
+    tokio::spawn(read_loop_tcp(reader, direct));
+}
+
+/// Starts the reader task of a TLS or in-process connection.
+pub(super) fn start<R: ReadSource>(conn: &Arc<Conn>, source: R) {
+    tokio::spawn(read_loop(conn.clone(), source));
+}
+
+/// The reader task of a plain TCP connection (see [`TcpReader`]).
+async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpReader>>) {
+    let conn = shared.conn.clone();
     let settings = conn.settings().clone();
     let Some(mut tcp) = shared.lock().socket.clone() else {
         return;
@@ -331,7 +355,7 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
         // Wait for data (or a frame a Python thread left stalled), without a buffer.
         let arrived = async {
             tokio::select! {
-                arrived = wait_for_data(shared, &tcp) => arrived,
+                arrived = wait_for_data(&shared, &tcp) => arrived,
                 () = shared.handover.notified() => Ok(()),
             }
         };
@@ -375,16 +399,18 @@ pub(super) async fn read_loop_tcp(conn: Arc<Conn>) {
         }
         state.handle_buffered(&conn);
     }
+    direct.remove(&shared);
+    shared.release_socket();
     conn.cancel.cancel();
     conn.reader_ended();
 }
 
 /// Waits until the socket has data for the reader task to read. Data that arrives
 /// while a thread watches the socket in `poll(2)` is left to that thread, which reads
-/// it at once ([`read_inline`]): the readiness is dropped (so that the task waits for
+/// it at once ([`TcpReader::read_now`]): the readiness is dropped (so that the task waits for
 /// the next one instead of spinning) and noted in `skipped`, which the thread checks
 /// when it stops watching, so that nothing is left unread between the two.
-async fn wait_for_data(shared: &SharedReader, tcp: &SharedTcp) -> io::Result<()> {
+async fn wait_for_data(shared: &TcpReader, tcp: &SharedTcp) -> io::Result<()> {
     loop {
         tcp.0.readable().await?;
         if shared.watchers.load(Ordering::SeqCst) == 0 {
@@ -441,7 +467,7 @@ async fn discard_some<R: AsyncRead + Unpin>(conn: &Conn, reader: R, drain: &mut 
 
 /// The reader task of a TLS or in-process connection: reads into the decoder, which it
 /// owns alone.
-pub(super) async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
+async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
     let settings = conn.settings().clone();
     let mut state = ReadState::new(&settings, None);
     let mut drain = Vec::new();

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::is_active_state;
 use super::connection::{Conn, Role};
-use super::inbox::{Event, LogLevel};
+use super::connection::{Event, LogLevel};
 use super::memory;
 use super::peer::PeerCommon;
 use super::runtime::runtime;

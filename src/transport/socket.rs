@@ -29,7 +29,7 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Addresses and handle of a socket, for `Conn::spawn`.
+/// Addresses and handle of a socket, for `Conn::start`.
 #[derive(Debug, Clone)]
 pub struct SocketInfo {
     /// Remote address.

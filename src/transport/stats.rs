@@ -26,7 +26,7 @@ pub struct Traffic {
     /// Bytes handed to the socket.
     pub bytes_out: AtomicU64,
     /// Socket reads done by a thread waiting for events instead of the reader task
-    /// ([`super::connection::Conn::read_inline`]).
+    /// (`reader::TcpReader`, a `direct_read::DirectSocket`).
     pub reads_inline: AtomicU64,
 }
 

@@ -58,7 +58,12 @@ async fn write_all<W: AsyncWrite + Unpin>(conn: &Conn, writer: &mut W, data: &[u
 
 /// Writes what is queued; after [`WRITER_IDLE`] with nothing to write, parks the stream
 /// in the outbox and ends (the next push starts a new writer).
-pub(super) async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
+/// Starts a writer task on `writer` for `conn` (its [`super::connection::StartWriter`]).
+pub(super) fn start(conn: Arc<Conn>, writer: StreamWriter) {
+    super::runtime::runtime().spawn(write_loop(conn, writer));
+}
+
+async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
     let outbox = &conn.outbox;
     // Taken from the outbox a whole burst at a time.
     let mut pending = VecDeque::new();

@@ -5,7 +5,7 @@ implementations across processes."""
 import importlib.util
 
 import pytest
-from support import PEERS, wait_until
+from support import IMPL, PEERS, wait_until
 
 
 def _game():
@@ -40,6 +40,14 @@ def play(game, servers, client_order=None):
 def test_game_plays(game):
     module, servers = game
     server, report = play(module, servers)
+    # The original can leave a reply unsent until its next send (REFERENCE bug 21): under
+    # load (the full test command) its game stalled before "started" in 2 of 3 runs. The
+    # original gets two more games; ours gets one.
+    for _ in range(2 if IMPL == "reference" else 0):
+        if "started" in report:
+            break
+        module = _game()
+        server, report = play(module, servers)
     assert report["registered"] == {"ok": True, "name": "alice"}
     assert report["started"] == {"lobby": "red", "players": 2}
     assert report["pong"]["players"] == 1

@@ -1,6 +1,6 @@
 //! msgpack, as msgpack-python 1.x writes and reads it with default options.
 //!
-//! * [`write`]: the smallest encoding for each value, exactly as `msgpack.packb` picks
+//! * [`write`](mod@write): the smallest encoding for each value, exactly as `msgpack.packb` picks
 //!   it (non-negative integers always use the unsigned forms, floats are always float64,
 //!   `str` uses str8 for 32-255 bytes, `bytes` uses the bin family).
 //! * [`read`]: a bounds-checked, depth-limited reader that hands each decoded item to a

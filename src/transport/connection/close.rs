@@ -5,9 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::{Event, LogLevel};
 use crate::peer::constants::reason;
 use crate::protocol::ProtocolError;
-use crate::transport::inbox::{Event, LogLevel};
 use crate::transport::outbox::Outbound;
 use crate::transport::sync::Unpoisoned;
 

@@ -1,13 +1,18 @@
-//! One connection's shared state ([`Conn`]): what its reader and writer tasks
-//! (`reader`, `writer`), its peer and Python see of it, and how it starts and ends.
+//! One connection's shared state ([`Conn`]): what its reader and writer tasks, its
+//! peer and Python see of it, and how it starts and ends.
 //!
-//! The reader turns bytes into frames, hands internal packets to the peer's handshake
-//! rules ([`Role`]) and queues every packet for Python. The writer drains the outbox
-//! in order, batching small frames into one write. Either task ending cancels the
-//! other; the connection leaves its peer's table when both have ended.
+//! `Conn` is driven, it does not run itself: its driver (`peer`, where a connected
+//! stream becomes a connection) starts its reader task (`reader`), and gives it the
+//! function that starts a writer task (`writer`) whenever something is queued and the
+//! last writer parked. The reader turns bytes into frames, hands internal packets to
+//! the peer's handshake rules ([`Role`]) and queues every packet for Python. The
+//! writer drains the outbox in order, batching small frames into one write. Either
+//! task ending cancels the other; the connection leaves its peer's table when both
+//! have ended. Nothing here names the tasks or the threads that read its socket.
 //!
-//! Here: the state, statistics, carrying out the handshake rules' actions and inbox
-//! accounting. `send`: queueing and writing frames. `receive`: handling frames,
+//! Here: the state, statistics and carrying out the handshake rules' actions.
+//! `event`: what it tells its peer's Python side, and the accounting of its events
+//! in the inbox. `send`: queueing and writing frames. `receive`: handling frames,
 //! connection-type `init` waits, heartbeats and timers. `close`: every way a
 //! connection ends.
 //!
@@ -24,14 +29,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::direct_read::DirectReaders;
-use super::inbox::{Event, Inbox};
-use super::outbox::Outbox;
-use super::reader;
+use super::outbox::{Outbox, StreamWriter};
 use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
 use super::socket::{Endpoint, SocketInfo};
@@ -142,19 +143,24 @@ pub struct Conn {
     /// Its lock is held while a frame is written directly or queued, and while a close
     /// is queued: a direct write must never interleave with the writer task's bytes.
     send_lock: Mutex<Option<SharedTcp>>,
-    /// Plain TCP only: the reading side, shared by the reader task and a Python thread
-    /// that waits for input and reads the socket itself ([`Conn::read_inline`]).
-    pub(super) shared_reader: Option<reader::SharedReader>,
-    /// Plain TCP only: the peer's direct readers, which this connection may join.
-    direct_readers: Option<Arc<DirectReaders>>,
+    /// Starts a writer task (the driver's; see [`Conn::start`]).
+    start_writer: StartWriter,
 }
+
+/// How a connection has a writer task started when something is queued and its last
+/// one parked: the driver (`peer`) passes `writer::start`, so that the state here
+/// never names the tasks that run it.
+pub type StartWriter = fn(Arc<Conn>, StreamWriter);
 
 /// The value of an unset microsecond field of [`Conn`].
 const UNKNOWN: u64 = u64::MAX;
 
 mod close;
+mod event;
 mod receive;
 mod send;
+
+pub use event::{Event, Inbox, LogLevel};
 
 /// Sends closer together than this (microseconds) count as a stream: they are queued
 /// for the writer task to batch instead of being written one by one.
@@ -170,24 +176,21 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Starts a connection over the split halves of a stream: queues the Connected
-    /// event, runs the role's start actions and spawns the reader and writer tasks on
-    /// the current runtime.
+    /// The state of a new connection, whose driver then starts its reader: queues the
+    /// Connected event, parks `writer` in the outbox (a writer task runs only while
+    /// something is queued; see `outbox`) and runs the role's start actions. `direct`:
+    /// the plain TCP socket, for senders that write directly when nothing is queued.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn spawn<R, W>(
+    pub(crate) fn start(
         cid: u64,
         socket: SocketInfo,
-        reader: R,
-        writer: W,
-        direct: Option<(SharedTcp, Arc<DirectReaders>)>,
+        writer: StreamWriter,
+        start_writer: StartWriter,
+        direct: Option<SharedTcp>,
         settings: Arc<Settings>,
         inbox: Arc<Inbox>,
         role: Arc<dyn Role>,
-    ) -> Arc<Conn>
-    where
-        R: super::reader::ReadSource,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             cid,
             peer_addr: socket.peer_addr,
@@ -221,31 +224,17 @@ impl Conn {
             probes: Mutex::new(Probes::default()),
             heartbeat_on: AtomicBool::new(false),
             last_send_us: AtomicU64::new(0),
-            shared_reader: direct
-                .as_ref()
-                .map(|(tcp, _)| reader::SharedReader::new(tcp.clone(), &settings)),
-            send_lock: Mutex::new(direct.as_ref().map(|(tcp, _)| tcp.clone())),
-            direct_readers: direct.map(|(_, readers)| readers),
+            send_lock: Mutex::new(direct),
+            start_writer,
             settings,
         });
         conn.inbox.push(Event::Connected(conn.clone()));
         // No writer task until something is queued (see `outbox`): replies and
         // handshake packets are mostly written directly by their senders.
-        let parked = conn.outbox.park(Box::new(writer));
+        let parked = conn.outbox.park(writer);
         debug_assert!(parked.is_none(), "a new outbox held items");
         let start = conn.role.start(&conn);
         conn.apply(start);
-        if conn.shared_reader.is_some() {
-            // A plain TCP socket is read through the shared reader (`reader` is another
-            // handle of the same socket and goes unused).
-            drop(reader);
-            if let Some(readers) = &conn.direct_readers {
-                readers.add(&conn);
-            }
-            tokio::spawn(reader::read_loop_tcp(conn.clone()));
-        } else {
-            tokio::spawn(reader::read_loop(conn.clone(), reader));
-        }
         if let Some(timeout) = conn.settings.handshake_timeout {
             timers::schedule(
                 &conn,
@@ -414,26 +403,7 @@ impl Conn {
         }
     }
 
-    // --- inbox accounting (called by the inbox) -------------------------------------
-
-    pub(crate) fn note_event_queued(&self, event: &Event) {
-        self.undelivered.fetch_add(1, Ordering::SeqCst);
-        if let Event::Packet { body, .. } = event {
-            self.inbox_bytes.fetch_add(body.len(), Ordering::SeqCst);
-        }
-    }
-
-    pub(crate) fn note_event_taken(&self, event: &Event) {
-        self.undelivered.fetch_sub(1, Ordering::SeqCst);
-        if let Event::Packet { body, .. } = event {
-            let before = self.inbox_bytes.fetch_sub(body.len(), Ordering::SeqCst);
-            if before > self.settings.inbox_limit
-                && before - body.len() <= self.settings.inbox_limit
-            {
-                self.inbox_drained.notify_waiters();
-            }
-        }
-    }
+    // --- inbox accounting (see `event`) ---------------------------------------------
 
     pub(super) async fn wait_for_inbox_room(&self) {
         loop {
@@ -448,51 +418,12 @@ impl Conn {
         }
     }
 
-    /// Reads and handles what has arrived on the socket until it is empty, from a
-    /// Python thread that waits for input (the GIL released), without waiting: one
-    /// thread hand-off less per received packet than going through the reader task.
-    /// Returns false if it read nothing (nothing there, not plain TCP, the reader task
-    /// busy with the socket, input being dropped): the reader task then sees to the
-    /// input as always.
-    pub fn read_inline(self: &Arc<Self>) -> bool {
-        reader::read_inline(self)
-    }
-
-    /// A thread starts or stops waiting in `poll(2)` on this connection's socket.
-    pub(super) fn set_watched(&self, watching: bool) {
-        if let Some(reader) = &self.shared_reader {
-            reader.set_watched(watching);
-        }
-    }
-
-    /// After a thread stopped watching the socket: whether the reader task let data
-    /// pass to it meanwhile (which the thread then reads).
-    pub(super) fn take_skipped(&self) -> bool {
-        self.shared_reader
-            .as_ref()
-            .is_some_and(reader::SharedReader::take_skipped)
-    }
-
-    /// Whether a thread waiting for this connection's events reads its socket itself
-    /// (plain TCP, among the first connections of the process).
-    pub fn reads_directly(self: &Arc<Self>) -> bool {
-        self.direct_readers
-            .as_ref()
-            .is_some_and(|readers| readers.contains(self))
-    }
-
     /// Whether the inbox has room for more of this connection's packets.
     pub(super) fn inbox_has_room(&self) -> bool {
         self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit
     }
 
     pub(super) fn task_ended(self: &Arc<Self>) {
-        if let Some(readers) = &self.direct_readers {
-            readers.remove(self);
-        }
-        if let Some(reader) = &self.shared_reader {
-            reader.release_socket();
-        }
         // Without the tasks nothing may be written any more, and the socket must close.
         self.send_lock.lock_anyway().take();
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {

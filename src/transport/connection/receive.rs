@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::{Event, LogLevel};
 use crate::peer::constants::{pid, reason, state};
 use crate::peer::heartbeat::{Cadence, Heard, Tick};
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet;
 use crate::protocol::{Frame, FrameError, Header, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT};
-use crate::transport::inbox::{Event, LogLevel};
 use crate::transport::stats::Traffic;
 use crate::transport::timers::{self, Timed, Timer};
 

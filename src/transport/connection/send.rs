@@ -8,14 +8,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::{Event, LogLevel};
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::Value;
 use crate::protocol::packet;
-use crate::transport::inbox::{Event, LogLevel};
 use crate::transport::outbox::{Outbound, Pushed, StreamWriter};
 use crate::transport::stats::Traffic;
 use crate::transport::sync::Unpoisoned;
-use crate::transport::writer;
 
 use super::{Conn, STREAMING_GAP_US};
 
@@ -88,7 +87,7 @@ impl Conn {
     }
 
     pub(super) fn start_writer(self: &Arc<Self>, writer: StreamWriter) {
-        crate::transport::runtime::runtime().spawn(writer::write_loop(self.clone(), writer));
+        (self.start_writer)(self.clone(), writer);
     }
 
     /// The reader task has ended (and cancelled the connection): a parked writer is
