@@ -78,6 +78,11 @@ pub struct DirectReaders<S: DirectSocket> {
     pollers: Mutex<usize>,
     /// The connections an event loop watches while it waits.
     loop_watched: Mutex<Vec<Arc<S>>>,
+    /// Watched sockets the loop was told to stop watching ([`DirectReaders::
+    /// read_watched_sockets`]): held until it has ([`DirectReaders::unwatch_sockets`]),
+    /// so that none closes, and its descriptor is not reused, while still registered in
+    /// the loop.
+    loop_dropped: Mutex<Vec<Arc<S>>>,
 }
 
 impl<S: DirectSocket> DirectReaders<S> {
@@ -88,6 +93,7 @@ impl<S: DirectSocket> DirectReaders<S> {
             conns: Mutex::new(Vec::new()),
             pollers: Mutex::new(0),
             loop_watched: Mutex::new(Vec::new()),
+            loop_dropped: Mutex::new(Vec::new()),
         })
     }
 
@@ -274,24 +280,27 @@ impl<S: DirectSocket> DirectReaders<S> {
 
     fn read_watched(&self) -> Vec<i64> {
         let mut watched = self.loop_watched.lock_anyway();
+        // Allocates only when a socket is dropped (this runs for every readable socket).
         let mut dropped = Vec::new();
         watched.retain(|conn| {
-            if conn.read_now() {
+            if conn.read_now() || !conn.input_over() {
                 return true;
             }
-            if conn.input_over() {
-                conn.set_watched(false);
-                dropped.push(conn.fd());
-                return false;
-            }
-            true
+            conn.set_watched(false);
+            dropped.push(conn.clone());
+            false
         });
-        dropped
+        drop(watched);
+        let fds = dropped.iter().map(|conn| conn.fd()).collect();
+        self.loop_dropped.lock_anyway().append(&mut dropped);
+        fds
     }
 
     /// The loop stopped waiting: its sockets are the reader tasks' again, and whatever
     /// they left to it meanwhile is read now.
     pub fn unwatch_sockets(&self) {
+        // The loop has removed every socket it watched by now: dropped ones may close.
+        self.loop_dropped.lock_anyway().clear();
         let watched = std::mem::take(&mut *self.loop_watched.lock_anyway());
         for conn in &watched {
             conn.set_watched(false);

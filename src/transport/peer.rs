@@ -9,8 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 
-use super::connection::{Conn, Role};
-use super::connection::{Event, Inbox};
+use super::connection::{Conn, Event, Inbox, Role};
 use super::direct_read::DirectReaders;
 use super::outbox::StreamWriter;
 use super::reader::{self, TcpReader};

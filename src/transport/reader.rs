@@ -67,8 +67,10 @@ pub(super) struct ReadState {
     /// An internal packet waiting for a connection type's `init` in Python; nothing
     /// after it is handled before it.
     stalled: Option<Frame>,
-    /// Plain TCP: the socket, for threads that read it directly; dropped when the
-    /// connection's tasks end, so that the socket closes then.
+    /// Plain TCP: the socket, for threads that read it directly. It stays open as long
+    /// as the [`TcpReader`] is held (by its reader task, the peer's direct readers, or
+    /// an event loop or thread watching it): a descriptor that is still being watched
+    /// must not close, or be reused by the next socket (libuv aborts on that).
     socket: Option<SharedTcp>,
 }
 
@@ -215,11 +217,6 @@ impl TcpReader {
         // Every critical section leaves the state consistent (a read, then frames
         // handled one by one), so a poisoned lock is still usable.
         self.state.lock_anyway()
-    }
-
-    /// Lets go of the socket (the connection's tasks have ended).
-    fn release_socket(&self) {
-        self.lock().socket = None;
     }
 }
 
@@ -400,7 +397,6 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
         state.handle_buffered(&conn);
     }
     direct.remove(&shared);
-    shared.release_socket();
     conn.cancel.cancel();
     conn.reader_ended();
 }

@@ -645,3 +645,47 @@ fn data_left_to_a_watcher_is_read_when_it_stops_watching() {
     );
     server.stop(None);
 }
+
+/// The inode of the socket `fd` refers to now (None: the descriptor is closed).
+fn socket_inode(fd: i64) -> Option<libc::ino_t> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a whole `stat` record on success and nothing otherwise.
+    let ok = unsafe { libc::fstat(fd as libc::c_int, stat.as_mut_ptr()) } == 0;
+    // SAFETY: initialised by the successful call above.
+    ok.then(|| unsafe { stat.assume_init() }.st_ino)
+}
+
+#[test]
+fn a_socket_an_event_loop_was_told_to_drop_stays_open_until_it_stops_watching() {
+    // libuv aborts the process if a descriptor it watches is closed (and reused by the
+    // next socket) before it stops watching it.
+    let (server, client, conn) = direct_pair();
+    let served = server.connections().pop().unwrap();
+    let direct = &client.common.direct;
+    let inode = socket_inode(conn.fd).expect("the socket is open");
+    assert_eq!(direct.watch_sockets(), vec![conn.fd]);
+    served.close(Some("bye".to_owned()));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the closed socket was never dropped"
+        );
+        if poll_readable(conn.fd, 10) && direct.read_watched_sockets().0 == vec![conn.fd] {
+            break;
+        }
+    }
+    // Long enough for both ends to hang up and the connection's tasks to end.
+    let ended = Instant::now() + WAIT;
+    while !conn.is_finished() && Instant::now() < ended {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        socket_inode(conn.fd),
+        Some(inode),
+        "the descriptor closed while the loop still watched it"
+    );
+    direct.unwatch_sockets();
+    server.stop(None);
+}
