@@ -17,7 +17,17 @@ from support import run_peer_json
 
 @pytest.fixture(scope="module")
 def traces(ours_python, ref_python):
-    return run_peer_json(ref_python, "call_trace.py"), run_peer_json(ours_python, "call_trace.py")
+    reference = run_peer_json(ref_python, "call_trace.py")
+    # The original can leave a packet queued from another thread unsent until its next
+    # send (REFERENCE bug 21): under load a flow of it stalled (its handshake timed out,
+    # and the next flow failed after it; 1 full test run in ~8). A flow that failed
+    # under the original is run again, alone, up to twice; ours runs once.
+    for _ in range(2):
+        failed = [flow for flow, result in reference.items() if result["error"]]
+        if not failed:
+            break
+        reference.update(run_peer_json(ref_python, "call_trace.py", *failed))
+    return reference, run_peer_json(ours_python, "call_trace.py")
 
 
 def test_every_flow_ran_under_both(traces):
