@@ -132,9 +132,15 @@ class PeerCore:
         write_queue_limit: int,
         keepalive_interval: Optional[float] = None,
         keepalive_timeout: Optional[float] = None,
+        handshake_frame_len: Optional[int] = None,
+        memory_budget: Optional[int] = None,
+        memory_grace: Optional[float] = None,
     ) -> None:
-        """Settings for connections made from now on. A keepalive interval turns on TCP
-        keepalive and offers heartbeats; raises ValueError for invalid values."""
+        """Settings for connections made from now on (the memory budget applies at once
+        to all). A keepalive interval turns on TCP keepalive and offers heartbeats;
+        raises ValueError for invalid values."""
+    def memory_stats(self) -> dict[str, Any]:
+        """The memory budget: limit, bytes in use, peak, evictions, pressure now."""
     def register_packet(self, name: str, pid: int) -> None: ...
     def unregister_packet(self, name: str) -> None: ...
     def add_conntype(self, name: str, native: bool) -> None: ...

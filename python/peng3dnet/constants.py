@@ -183,6 +183,12 @@ DEFAULT_CONFIG = {
     "net.limits.write_queue": 64 * 1024 * 1024,
     # Connections a server keeps at once; more are refused with the reason "serverfull"
     "net.limits.max_connections": 10000,
+    # Largest frame (and inflated body) a peer may send before the handshake is done
+    "net.limits.handshake_frame": 64 * 1024,
+    # Bytes all connections of a server (or a client) may hold because of what peers
+    # send or do not read: partial frames, inflating bodies, packets waiting for
+    # process(), queued replies. None: a quarter of the machine's memory, at most 512 MiB
+    "net.limits.memory": None,
     # Keep messages for recv() from bind/connect on (otherwise from the first recv() call)
     "net.recv.enabled": False,
     # Messages kept for recv() (the oldest are dropped beyond this many)
@@ -200,6 +206,9 @@ DEFAULT_CONFIG = {
     "net.timeout.handshake": 10.0,
     # Close a connection from which nothing arrives this long; None or 0: never
     "net.timeout.idle": None,
+    # Seconds the memory budget may stay exhausted before the connection holding the
+    # most is dropped with the reason "memorylimit"
+    "net.timeout.memory_pressure": 1.0,
     # Dead-peer detection: TCP keepalive on every connection, plus heartbeats when the
     # peer is peng3dnet-rs too (negotiated in the handshake; the original never sees them)
     "net.keepalive.enabled": True,

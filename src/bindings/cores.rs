@@ -23,6 +23,7 @@ use super::stats;
 use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
+use crate::transport::budget::MIN_BUDGET;
 use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
 use crate::transport::memory;
 use crate::transport::server::ServerShared;
@@ -89,7 +90,7 @@ pub(crate) struct PeerCore {
 impl PeerCore {
     /// Sets compression and limits for connections made from now on.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout, handshake_timeout, idle_timeout, write_queue_limit, keepalive_interval = None, keepalive_timeout = None))]
+    #[pyo3(signature = (*, compress, compress_threshold, compress_level, max_frame_len, max_inflated_len, max_depth, max_container_len, inbox_limit, linger, close_timeout, handshake_timeout, idle_timeout, write_queue_limit, keepalive_interval = None, keepalive_timeout = None, handshake_frame_len = None, memory_budget = None, memory_grace = None))]
     fn configure(
         &self,
         compress: bool,
@@ -107,8 +108,18 @@ impl PeerCore {
         write_queue_limit: usize,
         keepalive_interval: Option<f64>,
         keepalive_timeout: Option<f64>,
+        handshake_frame_len: Option<u32>,
+        memory_budget: Option<usize>,
+        memory_grace: Option<f64>,
     ) -> PyResult<()> {
         let keepalive = keepalive_settings(keepalive_interval, keepalive_timeout)?;
+        let defaults = Settings::default();
+        if memory_budget.is_some_and(|budget| budget < MIN_BUDGET) {
+            return Err(PyValueError::new_err(format!(
+                "net.limits.memory must be at least {MIN_BUDGET} bytes (4 MiB), or None for \
+                 the default (a quarter of the machine's memory, at most 512 MiB)"
+            )));
+        }
         self.side.common().configure(Settings {
             limits: Limits {
                 max_frame_len,
@@ -128,8 +139,19 @@ impl PeerCore {
             idle_timeout: duration(idle_timeout)?,
             write_queue_limit,
             keepalive,
+            handshake_frame_len: handshake_frame_len.unwrap_or(defaults.handshake_frame_len),
+            memory_budget: memory_budget.unwrap_or(defaults.memory_budget),
+            memory_grace: duration(memory_grace)?.unwrap_or(defaults.memory_grace),
         });
         Ok(())
+    }
+
+    /// The memory budget now: `memory_budget`, `memory_used`, `memory_peak`,
+    /// `memory_evictions`, `memory_pressure` (see `Server.stats`).
+    fn memory_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        stats::add_budget(&dict, &self.side.common().budget.stats())?;
+        Ok(dict)
     }
 
     /// Adds a packet to the table (sent in handshakes by a server, synced by a client).
@@ -378,6 +400,7 @@ impl ServerCore {
         let (mean, max) = stats.rtt.unzip();
         dict.set_item("rtt_mean", mean.map(|d| d.as_secs_f64()))?;
         dict.set_item("rtt_max", max.map(|d| d.as_secs_f64()))?;
+        stats::add_budget(&dict, &self.shared.common.budget.stats())?;
         Ok(dict)
     }
 

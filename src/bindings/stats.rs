@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::transport::budget::BudgetStats;
 use crate::transport::stats::{ConnStats, TrafficSnapshot};
 
 /// Body bytes on the wire per payload byte: below 1 when compression saved space,
@@ -30,6 +31,16 @@ pub(crate) fn add_traffic(dict: &Bound<'_, PyDict>, t: &TrafficSnapshot) -> PyRe
     Ok(())
 }
 
+/// Adds the memory budget's keys (a server's statistics, and a client's).
+pub(crate) fn add_budget(dict: &Bound<'_, PyDict>, budget: &BudgetStats) -> PyResult<()> {
+    dict.set_item("memory_budget", budget.limit)?;
+    dict.set_item("memory_used", budget.used)?;
+    dict.set_item("memory_peak", budget.peak)?;
+    dict.set_item("memory_evictions", budget.evictions)?;
+    dict.set_item("memory_pressure", budget.pressure)?;
+    Ok(())
+}
+
 /// One connection's statistics.
 pub(crate) fn connection<'py>(py: Python<'py>, stats: &ConnStats) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
@@ -42,5 +53,6 @@ pub(crate) fn connection<'py>(py: Python<'py>, stats: &ConnStats) -> PyResult<Bo
     )?;
     dict.set_item("rtt", stats.rtt.map(|d| d.as_secs_f64()))?;
     dict.set_item("heartbeat", stats.heartbeat)?;
+    dict.set_item("memory_held", stats.memory_held)?;
     Ok(dict)
 }

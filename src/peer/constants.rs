@@ -102,4 +102,7 @@ pub mod reason {
     /// The peer went silent: no heartbeat (or anything else) within the keepalive
     /// timeout, or the operating system's TCP keepalive gave up on it.
     pub const TIMEOUT: &str = "timeout";
+    /// The receiver's memory budget was exhausted and this connection held the most,
+    /// or asked for more than was left.
+    pub const MEMORY_LIMIT: &str = "memorylimit";
 }

@@ -72,11 +72,29 @@ pub fn looks_compressible(data: &[u8], level: u32) -> bool {
 /// Inflates the complete zlib stream `data`, failing if it is corrupt, truncated,
 /// followed by extra bytes, or larger than `max_len` bytes once inflated.
 pub fn decompress(data: &[u8], max_len: usize) -> Result<Vec<u8>, InflateError> {
+    decompress_within(data, max_len, &mut |_| true)
+}
+
+/// [`decompress`], asking `may_grow(n)` before the output buffer grows by `n` bytes:
+/// the caller accounts for the memory (a budget shared by many connections) and may
+/// refuse, which fails with [`InflateError::OverBudget`]. The output grows
+/// geometrically from a few times the input, so memory follows what the stream
+/// really inflates to, never what its sender claims.
+pub fn decompress_within(
+    data: &[u8],
+    max_len: usize,
+    may_grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<Vec<u8>, InflateError> {
     let mut decoder = Decompress::new(true);
     // Allow one byte beyond the limit so that "exactly at the limit" and "beyond it"
     // can be told apart without inflating any further.
     let hard_cap = max_len.saturating_add(1);
-    let mut out = Vec::with_capacity(data.len().saturating_mul(4).max(64).min(hard_cap));
+    let first = data.len().saturating_mul(4).max(64).min(hard_cap);
+    if !may_grow(first) {
+        return Err(InflateError::OverBudget { had: 0 });
+    }
+    let mut out = Vec::with_capacity(first);
+    let mut granted = first;
     loop {
         let consumed = decoder.total_in() as usize;
         let produced_before = out.len();
@@ -95,7 +113,11 @@ pub fn decompress(data: &[u8], max_len: usize) -> Result<Vec<u8>, InflateError> 
         }
         if out.len() == out.capacity() {
             // Output space is the bottleneck: grow geometrically up to the cap.
-            let grown = out.capacity().saturating_mul(2).min(hard_cap);
+            let grown = granted.saturating_mul(2).min(hard_cap);
+            if !may_grow(grown - granted) {
+                return Err(InflateError::OverBudget { had: out.len() });
+            }
+            granted = grown;
             out.reserve_exact(grown - out.len());
             continue;
         }
@@ -202,6 +224,36 @@ mod tests {
             decompress(&bomb, 1 << 20),
             Err(InflateError::TooLarge { max: 1 << 20 })
         );
+    }
+
+    #[test]
+    fn growth_is_asked_for_and_a_refusal_stops_inflating() {
+        let bomb = zlib(&vec![0u8; 16 << 20], 9);
+        let mut asked = Vec::new();
+        let result = decompress_within(&bomb, 64 << 20, &mut |n| {
+            asked.push(n);
+            asked.iter().sum::<usize>() <= 4 << 20
+        });
+        assert!(
+            matches!(result, Err(InflateError::OverBudget { had }) if had <= 4 << 20),
+            "{result:?}"
+        );
+        // Every step at most doubles what was granted before it.
+        let mut granted = 0;
+        for step in asked {
+            assert!(granted == 0 || step <= granted, "{step} after {granted}");
+            granted += step;
+        }
+        // What was granted covers what was inflated.
+        let data = sample(300_000);
+        let mut granted = 0;
+        let out = decompress_within(&zlib(&data, 6), 1 << 20, &mut |n| {
+            granted += n;
+            true
+        })
+        .unwrap();
+        assert_eq!(out, data);
+        assert!(out.capacity() <= granted, "{} > {granted}", out.capacity());
     }
 
     #[test]

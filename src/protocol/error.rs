@@ -44,6 +44,13 @@ pub enum InflateError {
         /// The configured maximum ([`crate::protocol::Limits::max_inflated_len`]).
         max: usize,
     },
+    /// The receiver has no memory left for the inflated body (see
+    /// `compress::decompress_within`).
+    #[error("no memory left to inflate a compressed body (refused after {had} bytes)")]
+    OverBudget {
+        /// Bytes inflated when more room was refused.
+        had: usize,
+    },
 }
 
 /// Any reason to refuse what a peer sent; the `Display` text is the close reason.

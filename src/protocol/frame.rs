@@ -72,6 +72,41 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the largest accepted length prefix, for frames whose prefix has not
+    /// been read yet (a connection accepts only small frames until its handshake is
+    /// done).
+    pub fn set_max_frame_len(&mut self, max_frame_len: u32) {
+        self.max_frame_len = max_frame_len;
+    }
+
+    /// The largest accepted length prefix now.
+    pub fn max_frame_len(&self) -> u32 {
+        self.max_frame_len
+    }
+
+    /// Bytes the receive buffer has allocated (what it costs in memory).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Bytes [`FrameDecoder::read_buffer`] would add to the buffer's capacity now
+    /// (at least; the allocator may round up): 0 if the free space suffices.
+    pub fn growth_wanted(&self) -> usize {
+        let want = self.reservation();
+        let free = self.buf.capacity() - self.buf.len();
+        want.saturating_sub(free)
+    }
+
+    /// Free space [`FrameDecoder::read_buffer`] reserves for the next read.
+    fn reservation(&self) -> usize {
+        match self.announced {
+            Some(len) => len
+                .saturating_sub(self.buf.len())
+                .clamp(1, self.buf.len().max(MIN_READ_CHUNK)),
+            None => MIN_READ_CHUNK,
+        }
+    }
+
     /// Appends received bytes.
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
@@ -83,12 +118,7 @@ impl FrameDecoder {
     /// arrived (at most doubling it), so a peer that announces a large frame and sends
     /// little makes us allocate little, and a large frame is still read in `O(n)`.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
-        let want = match self.announced {
-            Some(len) => len
-                .saturating_sub(self.buf.len())
-                .clamp(1, self.buf.len().max(MIN_READ_CHUNK)),
-            None => MIN_READ_CHUNK,
-        };
+        let want = self.reservation();
         self.buf.reserve(want);
         &mut self.buf
     }

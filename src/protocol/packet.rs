@@ -107,12 +107,23 @@ pub fn encode_packet(
 /// The msgpack bytes of a received frame: inflated if compressed (at most
 /// `limits.max_inflated_len` bytes), refused if encrypted.
 pub fn open_body(frame: &Frame, limits: &Limits) -> Result<Bytes, ProtocolError> {
+    open_body_within(frame, limits.max_inflated_len, &mut |_| true)
+}
+
+/// [`open_body`] with the inflated size capped at `max_inflated` bytes and every
+/// growth of the inflated body asked of `may_grow` first (see
+/// [`compress::decompress_within`]).
+pub fn open_body_within(
+    frame: &Frame,
+    max_inflated: usize,
+    may_grow: &mut dyn FnMut(usize) -> bool,
+) -> Result<Bytes, ProtocolError> {
     let flags = frame.header.flags;
     if flags.contains(Flags::ENCRYPTED_AES) {
         return Err(ProtocolError::Encrypted);
     }
     if flags.contains(Flags::COMPRESSED) {
-        let inflated = compress::decompress(&frame.body, limits.max_inflated_len)?;
+        let inflated = compress::decompress_within(&frame.body, max_inflated, may_grow)?;
         return Ok(Bytes::from(inflated));
     }
     Ok(frame.body.clone())

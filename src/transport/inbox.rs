@@ -25,7 +25,16 @@ pub trait Queued {
     fn queued(&self);
     /// Python took the event.
     fn taken(&self);
+    /// Bytes the event carries (a packet's body), which become Python objects when it
+    /// is taken: a batch stops growing at [`BATCH_WEIGHT`].
+    fn weight(&self) -> usize {
+        0
+    }
 }
+
+/// A batch of taken events carries at most this many bytes (plus its last event): a
+/// batch's bodies all become Python objects at once, outside the memory budget.
+pub const BATCH_WEIGHT: usize = 1024 * 1024;
 
 struct Queue<E> {
     events: VecDeque<E>,
@@ -198,7 +207,8 @@ impl<E: Queued> Inbox<E> {
         self.wake_waiters();
     }
 
-    /// Takes up to `max` events. With `wait`, blocks while the queue is empty, for at
+    /// Takes up to `max` events (fewer once they carry [`BATCH_WEIGHT`] bytes). With
+    /// `wait`, blocks while the queue is empty, for at
     /// most `timeout` (forever if `None`) or until [`Inbox::interrupt`]. Must be called
     /// without holding the GIL.
     pub fn take(&self, max: usize, wait: bool, timeout: Option<Duration>) -> Vec<E> {
@@ -217,7 +227,15 @@ impl<E: Queued> Inbox<E> {
             queue.waiting -= 1;
         }
         queue.interrupted = false;
-        let n = queue.events.len().min(max);
+        let mut n = 0;
+        let mut weight = 0;
+        for event in queue.events.iter().take(max) {
+            n += 1;
+            weight += event.weight();
+            if weight >= BATCH_WEIGHT {
+                break;
+            }
+        }
         let batch: Vec<E> = queue.events.drain(..n).collect();
         drop(queue);
         if !batch.is_empty() {

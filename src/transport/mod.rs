@@ -26,7 +26,8 @@
 //!   pairs), `timers` (handshake deadlines and heartbeats of all connections in one
 //!   queue; it knows its owners only as `Timed`), [`tls`] (configurations,
 //!   certificate checks, security levels), [`memory`] (the names of the in-process
-//!   transport; it knows a server only as a `Listener`).
+//!   transport; it knows a server only as a `Listener`), [`budget`] (the memory a
+//!   peer's connections hold, against one limit; it knows them only as `Holder`s).
 //! * One connection: [`inbox`] (the ordered events of one peer's Python side, a queue
 //!   that knows its events only as `Queued`), [`connection`] (its shared state, the
 //!   events it queues; `send`, `receive` and `close` within it; a leaf that names
@@ -50,6 +51,7 @@
 //! the reader task push, its writer task pops). The inbox is shared by all of a peer's
 //! connections and drained by Python.
 
+pub mod budget;
 pub mod client;
 pub mod connection;
 pub mod direct_read;

@@ -24,9 +24,28 @@ use super::sync::Unpoisoned;
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// A complete frame to write.
-    Frame(Bytes),
+    Frame {
+        /// The frame.
+        bytes: Bytes,
+        /// Whether it is charged to the connection's memory budget until written (a
+        /// broadcast frame shared by many connections is not).
+        charged: bool,
+    },
     /// Write a close packet with this reason, then shut the connection down.
     Close(Option<String>),
+}
+
+impl Outbound {
+    /// Bytes of this item charged to the memory budget.
+    pub(crate) fn charged_len(&self) -> usize {
+        match self {
+            Outbound::Frame {
+                bytes,
+                charged: true,
+            } => bytes.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// The write half of a connection's stream, as its writer holds it.
@@ -136,11 +155,14 @@ impl Outbox {
     }
 
     /// The writer has ended: refuses further items and drops the queued ones.
-    pub(crate) fn close(&self) {
+    /// Returns the bytes of the dropped items that were charged to the memory budget.
+    pub(crate) fn close(&self) -> usize {
         let mut items = self.lock();
         items.closed = true;
-        items.queue = VecDeque::new();
+        let dropped = std::mem::take(&mut items.queue);
         items.parked = None;
+        drop(items);
+        dropped.iter().map(Outbound::charged_len).sum()
     }
 }
 
@@ -153,12 +175,15 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(byte: u8) -> Outbound {
-        Outbound::Frame(Bytes::from(vec![byte]))
+        Outbound::Frame {
+            bytes: Bytes::from(vec![byte]),
+            charged: true,
+        }
     }
 
     fn byte_of(item: Outbound) -> u8 {
         match item {
-            Outbound::Frame(bytes) => bytes[0],
+            Outbound::Frame { bytes, .. } => bytes[0],
             Outbound::Close(_) => panic!("a close where a frame was expected"),
         }
     }
@@ -184,7 +209,7 @@ mod tests {
         let bytes: Vec<u8> = taken.drain(..).map(byte_of).collect();
         assert_eq!(bytes, (0..150).collect::<Vec<u8>>());
         assert!(!outbox.try_take_all(&mut taken));
-        outbox.close();
+        assert_eq!(outbox.close(), 0, "nothing was left queued");
         assert!(
             matches!(outbox.push(frame(1)), Pushed::Refused),
             "a closed outbox took an item"

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 
-use super::connection::{Conn, Event, Inbox, Role};
+use super::budget::{self, MemoryBudget, Notice};
+use super::connection::{Conn, Event, Inbox, LogLevel, Role};
 use super::direct_read::DirectReaders;
 use super::outbox::StreamWriter;
 use super::reader::{self, TcpReader};
@@ -29,6 +30,8 @@ pub struct PeerCommon {
     pub inbox: Arc<Inbox>,
     /// Plain TCP connections whose sockets a thread waiting for events reads itself.
     pub direct: Arc<DirectReaders<TcpReader>>,
+    /// The memory all connections may hold (see `budget`).
+    pub budget: Arc<MemoryBudget>,
     /// Settings for connections made from now on.
     settings: RwLock<Arc<Settings>>,
     /// Known connection types; set from Python.
@@ -40,11 +43,21 @@ pub struct PeerCommon {
 
 impl Default for PeerCommon {
     fn default() -> Self {
+        budget::map_large_blocks();
         let inbox = Inbox::new();
+        let settings = Settings::default();
+        let budget = MemoryBudget::new(settings.memory_budget, settings.memory_grace);
+        let notices = Arc::downgrade(&inbox);
+        budget.on_notice(Box::new(move |notice| {
+            if let Some(inbox) = notices.upgrade() {
+                inbox.push(budget_log(notice));
+            }
+        }));
         PeerCommon {
             direct: DirectReaders::new(inbox.clone()),
             inbox,
-            settings: RwLock::new(Arc::new(Settings::default())),
+            budget,
+            settings: RwLock::new(Arc::new(settings)),
             conntypes: RwLock::new(Conntypes::new()),
             table: RwLock::new(PacketTable::new()),
         }
@@ -67,6 +80,8 @@ impl PeerCommon {
 
     /// Replaces the settings used by connections made from now on.
     pub fn configure(&self, settings: Settings) {
+        self.budget
+            .configure(settings.memory_budget, settings.memory_grace);
         *self.settings.lock_anyway() = Arc::new(settings);
     }
 
@@ -173,6 +188,7 @@ impl PeerCommon {
             direct,
             settings,
             self.inbox.clone(),
+            self.budget.clone(),
             role,
         )
     }
@@ -181,6 +197,30 @@ impl PeerCommon {
     pub fn settings(&self) -> Arc<Settings> {
         self.settings.read_anyway().clone()
     }
+}
+
+/// The log record of a budget notice.
+fn budget_log(notice: Notice) -> Event {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let (level, message) = match notice {
+        Notice::Pressure { used, limit } => (
+            LogLevel::Warning,
+            format!(
+                "memory budget exhausted ({:.1} of {:.1} MiB in use): reading pauses, \
+                 and the connection holding the most is dropped if this lasts",
+                used as f64 / MIB,
+                limit as f64 / MIB
+            ),
+        ),
+        Notice::Relieved { lasted, evicted } => (
+            LogLevel::Info,
+            format!(
+                "memory budget available again after {:.2} s ({evicted} connections dropped)",
+                lasted.as_secs_f64()
+            ),
+        ),
+    };
+    Event::PeerLog { level, message }
 }
 
 impl PeerCommon {

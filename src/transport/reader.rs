@@ -67,6 +67,8 @@ pub(super) struct ReadState {
     /// An internal packet waiting for a connection type's `init` in Python; nothing
     /// after it is handled before it.
     stalled: Option<Frame>,
+    /// Bytes of the decoder's buffer charged to the memory budget.
+    charged: usize,
     /// Plain TCP: the socket, for threads that read it directly. It stays open as long
     /// as the [`TcpReader`] is held (by its reader task, the peer's direct readers, or
     /// an event loop or thread watching it): a descriptor that is still being watched
@@ -81,12 +83,60 @@ impl ReadState {
             read_limits: ReadLimits::from(&settings.limits),
             discarding: false,
             stalled: None,
+            charged: 0,
             socket,
         }
     }
 
-    /// Reads what the socket holds now into the decoder (`WouldBlock`: nothing).
-    fn read_socket_now(&mut self) -> io::Result<usize> {
+    /// Brings the budget's charge in line with what the decoder's buffer holds.
+    fn settle(&mut self, conn: &Conn) {
+        let capacity = self.decoder.capacity();
+        if capacity > self.charged {
+            conn.charge_memory(capacity - self.charged);
+        } else {
+            conn.release_memory(self.charged - capacity);
+        }
+        self.charged = capacity;
+    }
+
+    /// Room in the decoder for the next read, if the memory budget grants it; false
+    /// (and no allocation) if not: reading waits then.
+    fn make_room(&mut self, conn: &Conn) -> bool {
+        let growth = self.decoder.growth_wanted();
+        if growth > 0 {
+            if !conn.try_charge_memory(growth) {
+                return false;
+            }
+            self.charged += growth;
+        }
+        self.decoder.read_buffer();
+        self.settle(conn);
+        true
+    }
+
+    /// Frees the decoder's buffer if it sits between frames.
+    fn release_if_idle(&mut self, conn: &Conn) {
+        self.decoder.release_if_idle();
+        self.settle(conn);
+    }
+
+    /// Input is over: the decoder and what it buffered are dropped.
+    fn drop_buffer(&mut self, conn: &Conn) {
+        self.decoder = FrameDecoder::new(self.decoder.max_frame_len());
+        self.settle(conn);
+    }
+
+    /// Bytes the next read needs from the memory budget (0: the buffer has room).
+    fn room_wanted(&self) -> usize {
+        self.decoder.growth_wanted()
+    }
+
+    /// Reads what the socket holds now into the decoder (`WouldBlock`: nothing, or no
+    /// memory to read into).
+    fn read_socket_now(&mut self, conn: &Conn) -> io::Result<usize> {
+        if self.socket.is_none() || !self.make_room(conn) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         match &self.socket {
             Some(socket) => socket.read_now(self.decoder.read_buffer()),
             None => Err(io::ErrorKind::WouldBlock.into()),
@@ -101,20 +151,34 @@ impl ReadState {
     /// reuse theirs.
     /// Returns the bytes read and whether they filled the space offered (then more
     /// may be waiting).
-    fn read_socket_now_small(&mut self) -> io::Result<(usize, bool)> {
-        let Some(socket) = &self.socket else {
+    fn read_socket_now_small(&mut self, conn: &Conn) -> io::Result<(usize, bool)> {
+        if self.socket.is_none() {
             return Err(io::ErrorKind::WouldBlock.into());
-        };
+        }
         if !self.decoder.is_idle() {
+            if !self.make_room(conn) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let Some(socket) = &self.socket else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
             let buf = self.decoder.read_buffer();
             let offered = buf.capacity() - buf.len();
             let n = socket.read_now(buf)?;
             return Ok((n, n == offered));
         }
+        if !conn.memory_has_room(SMALL_READ) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let Some(socket) = &self.socket else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
         let mut small = [std::mem::MaybeUninit::<u8>::uninit(); SMALL_READ];
         let data = socket.read_now_into(&mut small)?;
         self.decoder.extend_from_slice(data);
-        Ok((data.len(), data.len() == SMALL_READ))
+        let n = data.len();
+        self.settle(conn);
+        Ok((n, n == SMALL_READ))
     }
 
     /// Goes on after a stalled frame was handled, or broke the protocol.
@@ -158,8 +222,14 @@ impl ReadState {
     /// a connection type's `init` (kept in `stalled`).
     fn handle_buffered(&mut self, conn: &Arc<Conn>) {
         while !self.discarding && self.stalled.is_none() {
+            // Small frames only until the handshake is done (checked per frame: the
+            // frame before may have completed it).
+            self.decoder.set_max_frame_len(conn.frame_limit());
             match self.decoder.decode() {
                 Ok(Some(frame)) => {
+                    // A large frame leaves the buffer (it shares its allocation): its
+                    // bytes are charged again as an event when it is queued.
+                    self.settle(conn);
                     Traffic::add(&conn.traffic.frames_in, 1);
                     match conn.handle_frame_now(frame, self.read_limits) {
                         Ok(None) => self.discarding = conn.is_finished(),
@@ -170,18 +240,23 @@ impl ReadState {
                         }
                     }
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(err) => {
                     conn.protocol_error(&err.into());
                     self.discarding = true;
                 }
             }
         }
+        self.settle(conn);
     }
 
-    /// Whether new input must be dropped instead of decoded.
+    /// Whether new input must be dropped instead of decoded (the decoder's buffer is
+    /// dropped then).
     fn must_discard(&mut self, conn: &Conn) -> bool {
         self.discarding = self.discarding || conn.is_finished() || conn.input_rejected();
+        if self.discarding && self.charged > 0 {
+            self.drop_buffer(conn);
+        }
         self.discarding
     }
 }
@@ -244,7 +319,7 @@ impl DirectSocket for TcpReader {
         // out.
         let mut read_any = false;
         while !state.must_discard(conn) && state.stalled.is_none() && conn.inbox_has_room() {
-            let (read, more) = match state.read_socket_now_small() {
+            let (read, more) = match state.read_socket_now_small(conn) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => (Err(err), false),
                 Ok((n, filled)) => (Ok(n), filled),
@@ -260,7 +335,7 @@ impl DirectSocket for TcpReader {
                 break;
             }
         }
-        state.decoder.release_if_idle();
+        state.release_if_idle(conn);
         let stalled = state.stalled.is_some();
         drop(state);
         if stalled {
@@ -348,7 +423,16 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
         if !conn.inbox_has_room() {
             Box::pin(conn.wait_for_inbox_room()).await;
         }
-        shared.lock().decoder.release_if_idle();
+        let wanted = {
+            let mut state = shared.lock();
+            state.release_if_idle(&conn);
+            state.room_wanted()
+        };
+        if !conn.memory_has_room(wanted) {
+            // Back-pressure: the peer's bytes wait in TCP until memory is released.
+            Box::pin(conn.wait_for_memory_room(wanted)).await;
+            continue;
+        }
         // Wait for data (or a frame a Python thread left stalled), without a buffer.
         let arrived = async {
             tokio::select! {
@@ -385,7 +469,7 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
             // The wait itself failed: the socket is gone.
             Some(Err(err)) => Err(err),
             Some(Ok(())) if state.must_discard(&conn) || state.stalled.is_some() => continue,
-            Some(Ok(())) => match state.read_socket_now() {
+            Some(Ok(())) => match state.read_socket_now(&conn) {
                 // A Python thread read it first, or the wake-up was a hand-over.
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 read => read,
@@ -396,6 +480,7 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
         }
         state.handle_buffered(&conn);
     }
+    shared.lock().drop_buffer(&conn);
     direct.remove(&shared);
     conn.cancel.cancel();
     conn.reader_ended();
@@ -482,12 +567,23 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
             continue;
         }
         conn.wait_for_inbox_room().await;
+        if R::WAITS_FOR_DATA {
+            state.release_if_idle(&conn);
+        }
+        if !conn.memory_has_room(state.room_wanted()) {
+            // Back-pressure: the peer's bytes wait until memory is released.
+            Box::pin(conn.wait_for_memory_room(state.room_wanted())).await;
+            continue;
+        }
         let read_more = async {
             if R::WAITS_FOR_DATA && state.decoder.is_idle() {
-                state.decoder.release_if_idle();
                 reader.data_arrived().await?;
             }
-            reader.read_buf(state.decoder.read_buffer()).await
+            if !state.make_room(&conn) {
+                // Another connection took the room meanwhile: wait again.
+                return Ok(None);
+            }
+            reader.read_buf(state.decoder.read_buffer()).await.map(Some)
         };
         let read = tokio::select! {
             () = conn.cancel.cancelled() => break,
@@ -498,14 +594,16 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
                 conn.close(Some(reason::IDLE_TIMEOUT.to_owned()));
                 state.discarding = true;
             }
+            Some(Ok(None)) => continue,
             Some(read) => {
-                if !state.note_read(&conn, read) {
+                if !state.note_read(&conn, read.map(|n| n.unwrap_or(0))) {
                     break;
                 }
                 state.handle_buffered(&conn);
             }
         }
     }
+    state.drop_buffer(&conn);
     conn.cancel.cancel();
     conn.reader_ended();
 }

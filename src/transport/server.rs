@@ -359,7 +359,7 @@ impl ServerShared {
         targets
             .iter()
             .filter(|conn| is_active_state(conn.state()) && !conn.is_closing())
-            .filter(|conn| conn.queue_frame(frame.clone(), payload_len))
+            .filter(|conn| conn.queue_shared_frame(frame.clone(), payload_len))
             .count()
     }
 

@@ -33,6 +33,44 @@ pub struct Settings {
     pub write_queue_limit: usize,
     /// Dead-peer detection (`net.keepalive.*`); `None`: off.
     pub keepalive: Option<Keepalive>,
+    /// Largest frame (and inflated body) accepted before the handshake is complete:
+    /// a handshake needs little, and a connection costs an attacker nothing.
+    pub handshake_frame_len: u32,
+    /// The peer's memory budget in bytes (see `budget`).
+    pub memory_budget: usize,
+    /// How long the budget may stay exhausted before the connection holding the most
+    /// is dropped with "memorylimit".
+    pub memory_grace: Duration,
+}
+
+/// Default for [`Settings::handshake_frame_len`]: 64 KiB.
+pub const DEFAULT_HANDSHAKE_FRAME_LEN: u32 = 64 * 1024;
+
+/// The default memory budget: a quarter of the machine's memory, between 64 MiB and
+/// 512 MiB (512 MiB where the size of the memory is unknown).
+pub fn default_memory_budget() -> usize {
+    const MIB: usize = 1024 * 1024;
+    physical_memory().map_or(512 * MIB, |total| (total / 4).clamp(64 * MIB, 512 * MIB))
+}
+
+/// The machine's physical memory in bytes, where the system says.
+fn physical_memory() -> Option<usize> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf only reads system constants.
+        let (pages, page_size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        if pages > 0 && page_size > 0 {
+            return usize::try_from(pages)
+                .ok()?
+                .checked_mul(usize::try_from(page_size).ok()?);
+        }
+    }
+    None
 }
 
 /// Dead-peer detection: TCP keepalive on every socket, and heartbeats on connections
@@ -68,6 +106,9 @@ impl Default for Settings {
                 interval: Duration::from_secs(10),
                 timeout: Duration::from_secs(30),
             }),
+            handshake_frame_len: DEFAULT_HANDSHAKE_FRAME_LEN,
+            memory_budget: default_memory_budget(),
+            memory_grace: Duration::from_secs(1),
         }
     }
 }

@@ -119,4 +119,6 @@ pub struct ConnStats {
     pub rtt: Option<Duration>,
     /// Whether heartbeats run on it.
     pub heartbeat: bool,
+    /// Bytes it holds under its peer's memory budget.
+    pub memory_held: usize,
 }

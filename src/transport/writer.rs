@@ -91,26 +91,33 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
         };
         let mut close = None;
         batch.clear();
-        // Queued bytes stay counted in `out_bytes` until written: a sender may write
-        // directly only when it is zero (see `Conn::queue_frame`).
-        let written = |n: usize| {
+        // Bytes of `batch` charged to the memory budget.
+        let mut batch_charged = 0;
+        // Queued bytes stay counted in `out_bytes` (and charged to the budget) until
+        // written: a sender may write directly only when it is zero (see
+        // `Conn::queue_frame`).
+        let written = |n: usize, charged: usize| {
             conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
+            conn.release_memory(charged);
             conn.write_progress.notify_waiters();
         };
         loop {
+            let charged = item.charged_len();
             match item {
-                Outbound::Frame(frame) => {
+                Outbound::Frame { bytes: frame, .. } => {
                     if frame.len() >= BATCH_LIMIT {
                         // Large frames are written from their own buffer, not copied.
                         let ok = write_all(&conn, &mut writer, &batch).await
                             && write_all(&conn, &mut writer, &frame).await;
-                        written(batch.len() + frame.len());
+                        written(batch.len() + frame.len(), batch_charged + charged);
                         batch.clear();
+                        batch_charged = 0;
                         if !ok {
                             break 'run WriterEnd::Failed;
                         }
                     } else {
                         batch.extend_from_slice(&frame);
+                        batch_charged += charged;
                     }
                 }
                 Outbound::Close(reason) => {
@@ -130,7 +137,7 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
             }
         }
         let ok = write_all(&conn, &mut writer, &batch).await;
-        written(batch.len());
+        written(batch.len(), batch_charged);
         if !ok {
             break 'run WriterEnd::Failed;
         }
@@ -165,7 +172,9 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
     if matches!(end, WriterEnd::Failed) {
         conn.finish(Some(reason::SOCKET_CLOSE.to_owned()));
     }
-    outbox.close();
+    // What will never be written gives its memory back.
+    let unwritten: usize = pending.iter().map(Outbound::charged_len).sum();
+    conn.release_memory(unwritten + outbox.close());
     conn.cancel.cancel();
     conn.task_ended();
 }

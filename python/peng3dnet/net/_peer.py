@@ -37,6 +37,10 @@ def _resolve(addr, passive):
     return found
 
 
+def _optional_int(value):
+    return None if value is None else int(value)
+
+
 def _optional_seconds(value):
     """A timeout option: ``None`` or 0 means "no limit"."""
     return float(value) if value else None
@@ -163,6 +167,9 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
             "handshake_timeout": _optional_seconds(cfg["net.timeout.handshake"]),
             "idle_timeout": _optional_seconds(cfg["net.timeout.idle"]),
             "write_queue_limit": int(cfg["net.limits.write_queue"]),
+            "handshake_frame_len": int(cfg["net.limits.handshake_frame"]),
+            "memory_budget": _optional_int(cfg["net.limits.memory"]),
+            "memory_grace": float(cfg["net.timeout.memory_pressure"]),
             **_keepalive_settings(cfg),
         }
 

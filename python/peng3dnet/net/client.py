@@ -308,8 +308,15 @@ class Client(_Peer):
         (socket reads done by the thread waiting for events), ``uptime``,
         ``handshake_time`` and ``rtt`` (the last round-trip estimate: from the
         handshake, then from each heartbeat) in seconds (None until known), and
-        ``heartbeat`` (whether heartbeats run on the connection)."""
-        return None if self._conn is None else self._conn.stats()
+        ``heartbeat`` (whether heartbeats run on the connection). The memory budget
+        (see :meth:`Server.stats`): ``memory_held`` by the connection,
+        ``memory_budget``, ``memory_used``, ``memory_peak``, ``memory_evictions``,
+        ``memory_pressure``."""
+        if self._conn is None:
+            return None
+        stats = self._conn.stats()
+        stats.update(self._core.memory_stats())
+        return stats
 
     def recv(self, ptype=None, timeout=None):
         """Wait for the next message (of type ``ptype``: id, name or packet object, if

@@ -276,8 +276,14 @@ class Server(_Peer):
         ``compression_out`` (wire body bytes per payload byte; 1.0 without
         compression). The live connections: ``connections``, ``queued_bytes``,
         ``rtt_mean``, ``rtt_max`` (seconds, None without estimates). Also ``accepted``
-        and ``refused`` connections. With ``clients=True``, ``clients`` maps each live
-        cid to its connection's statistics (see :meth:`Client.stats`)."""
+        and ``refused`` connections. The memory budget (``net.limits.memory``):
+        ``memory_budget`` (the limit), ``memory_used`` (bytes held now for partial
+        frames, inflating bodies, packets waiting for :meth:`process` and queued
+        sends), ``memory_peak``, ``memory_evictions`` (connections dropped with
+        "memorylimit") and ``memory_pressure`` (whether reading is paused for lack of
+        memory now). With ``clients=True``, ``clients`` maps each live cid to its
+        connection's statistics (see :meth:`Client.stats`; ``memory_held`` is what
+        each holds)."""
         stats = self._core.stats()
         if clients:
             stats["clients"] = self._core.connection_stats()

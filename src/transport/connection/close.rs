@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Event, LogLevel};
 use crate::peer::constants::reason;
-use crate::protocol::ProtocolError;
+use crate::protocol::{InflateError, ProtocolError};
 use crate::transport::outbox::Outbound;
 use crate::transport::sync::Unpoisoned;
 
@@ -98,8 +98,14 @@ impl Conn {
     }
 
     /// Closes the connection because its peer broke the protocol.
+    /// (A body that could not be inflated for lack of memory is not the peer's fault:
+    /// that closes with "memorylimit".)
     pub(in crate::transport) fn protocol_error(self: &Arc<Self>, err: &ProtocolError) {
         self.log_end(LogLevel::Warning, "closing", err);
+        if matches!(err, ProtocolError::Inflate(InflateError::OverBudget { .. })) {
+            self.close(Some(reason::MEMORY_LIMIT.to_owned()));
+            return;
+        }
         self.close(Some(format!("{}: {err}", reason::PROTOCOL_ERROR)));
     }
 

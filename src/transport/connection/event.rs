@@ -100,7 +100,8 @@ impl Event {
 
 /// A connection counts its events until Python takes them: how many (a closed
 /// connection reads as closed only after the last), and the bytes of its packets (its
-/// reader stops while they exceed the inbox limit).
+/// reader stops while they exceed the inbox limit; they are charged to the memory
+/// budget until taken).
 impl Queued for Event {
     fn queued(&self) {
         let Some(conn) = self.conn() else {
@@ -109,6 +110,14 @@ impl Queued for Event {
         conn.undelivered.fetch_add(1, Ordering::SeqCst);
         if let Event::Packet { body, .. } = self {
             conn.inbox_bytes.fetch_add(body.len(), Ordering::SeqCst);
+            conn.charge_memory(body.len());
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            Event::Packet { body, .. } => body.len(),
+            _ => 0,
         }
     }
 
@@ -118,6 +127,7 @@ impl Queued for Event {
         };
         conn.undelivered.fetch_sub(1, Ordering::SeqCst);
         if let Event::Packet { body, .. } = self {
+            conn.release_memory(body.len());
             let before = conn.inbox_bytes.fetch_sub(body.len(), Ordering::SeqCst);
             let limit = conn.settings.inbox_limit;
             if before > limit && before - body.len() <= limit {

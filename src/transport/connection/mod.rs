@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{Holder, MemoryBudget, Share};
 use super::outbox::{Outbox, StreamWriter};
 use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
@@ -145,6 +146,9 @@ pub struct Conn {
     send_lock: Mutex<Option<SharedTcp>>,
     /// Starts a writer task (the driver's; see [`Conn::start`]).
     start_writer: StartWriter,
+    /// The peer's memory budget, and this connection's part of it (see `budget`).
+    budget: Arc<MemoryBudget>,
+    pub(super) share: Share,
 }
 
 /// How a connection has a writer task started when something is queued and its last
@@ -189,6 +193,7 @@ impl Conn {
         direct: Option<SharedTcp>,
         settings: Arc<Settings>,
         inbox: Arc<Inbox>,
+        budget: Arc<MemoryBudget>,
         role: Arc<dyn Role>,
     ) -> Arc<Conn> {
         let conn = Arc::new(Conn {
@@ -227,7 +232,11 @@ impl Conn {
             send_lock: Mutex::new(direct),
             start_writer,
             settings,
+            budget,
+            share: Share::default(),
         });
+        conn.budget
+            .register(Arc::downgrade(&conn) as std::sync::Weak<dyn Holder>);
         conn.inbox.push(Event::Connected(conn.clone()));
         // No writer task until something is queued (see `outbox`): replies and
         // handshake packets are mostly written directly by their senders.
@@ -340,6 +349,7 @@ impl Conn {
             handshake_time: micros(&self.handshake_us),
             rtt: micros(&self.rtt_us),
             heartbeat: self.heartbeat_on.load(Ordering::Relaxed),
+            memory_held: self.share.held(),
         }
     }
 
@@ -423,11 +433,83 @@ impl Conn {
         self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit
     }
 
+    // --- memory (see `budget`) ---------------------------------------------------------
+
+    /// Charges `n` bytes this connection is about to allocate, if the budget allows.
+    pub(in crate::transport) fn try_charge_memory(&self, n: usize) -> bool {
+        self.budget.try_charge(&self.share, n)
+    }
+
+    /// Charges `n` bytes this connection already holds.
+    pub(in crate::transport) fn charge_memory(&self, n: usize) {
+        self.budget.charge(&self.share, n);
+    }
+
+    /// Gives back `n` bytes this connection no longer holds.
+    pub(in crate::transport) fn release_memory(&self, n: usize) {
+        self.budget.release(&self.share, n);
+    }
+
+    /// Whether the budget would let this connection take `n` more bytes now.
+    pub(in crate::transport) fn memory_has_room(&self, n: usize) -> bool {
+        self.budget.has_room(&self.share, n)
+    }
+
+    /// Waits until the budget would let this connection take `n` more bytes, or the
+    /// connection is stopped.
+    pub(in crate::transport) async fn wait_for_memory_room(&self, n: usize) {
+        tokio::select! {
+            () = self.budget.wait_for_room(&self.share, n) => {}
+            () = self.cancel.cancelled() => {}
+        }
+    }
+
+    /// Whether the handshake is complete (frames of any accepted size may come then).
+    fn handshake_done(&self) -> bool {
+        self.handshake_us.load(Ordering::Relaxed) != UNKNOWN
+    }
+
+    /// The largest frame accepted now: small until the handshake is complete.
+    pub(in crate::transport) fn frame_limit(&self) -> u32 {
+        let limit = self.settings.limits.max_frame_len;
+        if self.handshake_done() {
+            limit
+        } else {
+            limit.min(self.settings.handshake_frame_len)
+        }
+    }
+
+    /// The largest inflated body accepted now: small until the handshake is complete.
+    pub(super) fn inflate_limit(&self) -> usize {
+        let limit = self.settings.limits.max_inflated_len;
+        if self.handshake_done() {
+            limit
+        } else {
+            limit.min(self.settings.handshake_frame_len as usize)
+        }
+    }
+
     pub(super) fn task_ended(self: &Arc<Self>) {
         // Without the tasks nothing may be written any more, and the socket must close.
         self.send_lock.lock_anyway().take();
         if self.tasks_alive.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.role.gone(self);
         }
+    }
+}
+
+/// Under lasting memory pressure the connection holding the most is dropped.
+impl Holder for Conn {
+    fn held(&self) -> usize {
+        self.share.held()
+    }
+
+    fn evict(self: Arc<Self>, held: usize) {
+        self.log_end(
+            LogLevel::Warning,
+            "dropping",
+            format_args!("the memory budget is exhausted and it holds the most ({held} bytes)"),
+        );
+        self.abort(Some(reason::MEMORY_LIMIT.to_owned()));
     }
 }

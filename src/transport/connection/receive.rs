@@ -61,7 +61,7 @@ impl Conn {
                 return Ok(None);
             }
         }
-        let body = packet::open_body(&frame, &self.settings.limits)?;
+        let (body, _inflating) = self.open_body(&frame)?;
         Traffic::add(&self.traffic.wire_body_in, frame.body.len());
         Traffic::add(&self.traffic.payload_in, body.len());
         let flags = frame.header.flags.bits();
@@ -93,6 +93,22 @@ impl Conn {
         });
         self.apply(actions);
         Ok(None)
+    }
+
+    /// The msgpack body of a received frame, inflated within the limit for the
+    /// connection's state and within the memory budget, with the charge for the
+    /// inflated body: it is given back once the body is queued (and charged) as an
+    /// event.
+    fn open_body(&self, frame: &Frame) -> Result<(Bytes, Charged<'_>), ProtocolError> {
+        let mut inflating = Charged(self, 0);
+        let body = packet::open_body_within(frame, self.inflate_limit(), &mut |n| {
+            let granted = self.try_charge_memory(n);
+            if granted {
+                inflating.1 += n;
+            }
+            granted
+        })?;
+        Ok((body, inflating))
     }
 
     /// Handles a frame that [`Conn::handle_frame_now`] gave back, once the connection
@@ -224,6 +240,15 @@ impl Conn {
             Heard::RoundTrip(sent) => self.set_rtt(sent),
             Heard::Answer(_) | Heard::Nothing => {}
         }
+    }
+}
+
+/// Bytes charged to a connection's memory budget for as long as this lives.
+struct Charged<'a>(&'a Conn, usize);
+
+impl Drop for Charged<'_> {
+    fn drop(&mut self) {
+        self.0.release_memory(self.1);
     }
 }
 

@@ -12,6 +12,7 @@ use super::{Event, LogLevel};
 use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::Value;
 use crate::protocol::packet;
+use crate::transport::budget::SMALL_SHARE;
 use crate::transport::outbox::{Outbound, Pushed, StreamWriter};
 use crate::transport::stats::Traffic;
 use crate::transport::sync::Unpoisoned;
@@ -24,8 +25,24 @@ impl Conn {
     ///
     /// With nothing queued (and nothing being written), a plain TCP frame is written
     /// directly from the calling thread, as far as the socket takes it without
-    /// waiting; only what remains goes through the writer task.
-    pub fn queue_frame(self: &Arc<Self>, mut frame: Bytes, payload_len: usize) -> bool {
+    /// waiting; only what remains goes through the writer task, charged to the
+    /// memory budget until written.
+    pub fn queue_frame(self: &Arc<Self>, frame: Bytes, payload_len: usize) -> bool {
+        self.queue_frame_charged(frame, payload_len, true)
+    }
+
+    /// [`Conn::queue_frame`] for a frame queued to many connections at once (a
+    /// broadcast): its one buffer is not charged to each of them.
+    pub fn queue_shared_frame(self: &Arc<Self>, frame: Bytes, payload_len: usize) -> bool {
+        self.queue_frame_charged(frame, payload_len, false)
+    }
+
+    fn queue_frame_charged(
+        self: &Arc<Self>,
+        mut frame: Bytes,
+        payload_len: usize,
+        charge: bool,
+    ) -> bool {
         let direct = self.send_lock.lock_anyway();
         if self.is_closing() {
             return false;
@@ -65,8 +82,33 @@ impl Conn {
             self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
             return false;
         }
-        if !self.push_outbound(Outbound::Frame(frame)) {
+        if charge && !self.try_charge_memory(len) {
+            if queued == 0 && len <= SMALL_SHARE {
+                // A small message to a peer that keeps up: sent even when the budget
+                // is exhausted (by others, who the budget's watchdog drops).
+                self.charge_memory(len);
+            } else {
+                self.out_bytes.fetch_sub(len, Ordering::SeqCst);
+                self.log_end(
+                    LogLevel::Warning,
+                    "dropping",
+                    format_args!(
+                        "the memory budget is exhausted ({queued} bytes waiting for it, \
+                         {len} more to queue)"
+                    ),
+                );
+                self.abort(Some(reason::MEMORY_LIMIT.to_owned()));
+                return false;
+            }
+        }
+        if !self.push_outbound(Outbound::Frame {
+            bytes: frame,
+            charged: charge,
+        }) {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
+            if charge {
+                self.release_memory(len);
+            }
             return false;
         }
         self.count_queued(full_len, payload_len);
