@@ -89,12 +89,18 @@ impl FrameDecoder {
         self.buf.capacity()
     }
 
-    /// Bytes [`FrameDecoder::read_buffer`] would add to the buffer's capacity now
-    /// (at least; the allocator may round up): 0 if the free space suffices.
+    /// At most the bytes [`FrameDecoder::read_buffer`] will add to the buffer's
+    /// capacity now (0 if the free space suffices): `BytesMut` grows in place
+    /// (`realloc`, no copy of a large buffer) to what is asked or to twice its size,
+    /// whichever is more, so this is an upper bound to charge before growing.
     pub fn growth_wanted(&self) -> usize {
         let want = self.reservation();
-        let free = self.buf.capacity() - self.buf.len();
-        want.saturating_sub(free)
+        let (len, capacity) = (self.buf.len(), self.buf.capacity());
+        if capacity - len >= want {
+            return 0;
+        }
+        // The consumed length prefix still occupies the allocation: a few bytes more.
+        (len + want).max(2 * capacity + LENGTH_PREFIX_LEN) - capacity
     }
 
     /// Free space [`FrameDecoder::read_buffer`] reserves for the next read.
@@ -357,6 +363,30 @@ mod tests {
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].body.len(), body.len());
         assert!(reallocations < 20, "{reallocations} reallocations");
+    }
+
+    #[test]
+    fn the_buffer_never_grows_by_more_than_announced() {
+        let body = vec![0x33; 3 * 1024 * 1024];
+        let stream = frame_bytes(64, 0, &body);
+        let mut decoder = FrameDecoder::new(u32::MAX);
+        let mut pos = 0;
+        while pos < stream.len() {
+            let wanted = decoder.growth_wanted();
+            let before = decoder.capacity();
+            let buf = decoder.read_buffer();
+            assert!(
+                buf.capacity() <= before + wanted,
+                "grew by {} where {wanted} was announced",
+                buf.capacity() - before
+            );
+            let n = (buf.capacity() - buf.len()).min(stream.len() - pos);
+            buf.extend_from_slice(&stream[pos..pos + n]);
+            pos += n;
+            if let Some(frame) = decoder.decode().unwrap() {
+                assert_eq!(frame.body.len(), body.len());
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,32 @@ impl Share {
     }
 }
 
+/// Bytes a [`Tally`] charges at a time.
+pub const STEP: usize = 64 * 1024;
+
+/// A running count of bytes of one kind that a holder keeps (its packets waiting for
+/// Python, its frames waiting to be written), charged to the budget in whole
+/// [`STEP`]s: one charge per step crossed instead of one per packet keeps the budget's
+/// shared counter off the path of every packet. What is charged is at least the count,
+/// at most two steps more while the count is not zero, and nothing once it is (a
+/// concurrent add and remove may leave one packet uncharged until the next add).
+#[derive(Debug, Default)]
+pub struct Tally {
+    bytes: AtomicUsize,
+    charged: AtomicUsize,
+}
+
+impl Tally {
+    /// The count now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::SeqCst)
+    }
+}
+
+fn whole_steps(n: usize) -> usize {
+    n.div_ceil(STEP).saturating_mul(STEP)
+}
+
 /// What the budget tells its peer (which logs it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
@@ -216,7 +242,9 @@ impl MemoryBudget {
             }
         }
         share.held.fetch_add(n, Ordering::SeqCst);
-        self.peak.fetch_max(used + n, Ordering::Relaxed);
+        if used + n > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(used + n, Ordering::Relaxed);
+        }
         true
     }
 
@@ -228,7 +256,9 @@ impl MemoryBudget {
         }
         share.held.fetch_add(n, Ordering::SeqCst);
         let used = self.used.fetch_add(n, Ordering::SeqCst) + n;
-        self.peak.fetch_max(used, Ordering::Relaxed);
+        if used > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(used, Ordering::Relaxed);
+        }
         if used > self.limit() {
             self.start_watchdog();
         }
@@ -257,6 +287,86 @@ impl MemoryBudget {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
+    }
+
+    /// Adds `n` bytes that already exist to `tally`, charging whole steps without
+    /// asking; returns the count before.
+    pub fn tally_add(self: &Arc<Self>, share: &Share, tally: &Tally, n: usize) -> usize {
+        let before = tally.bytes.fetch_add(n, Ordering::SeqCst);
+        let total = before + n;
+        let mut charged = tally.charged.load(Ordering::SeqCst);
+        while total > charged {
+            let target = whole_steps(total);
+            match tally.charged.compare_exchange_weak(
+                charged,
+                target,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    self.charge(share, target - charged);
+                    break;
+                }
+                Err(now) => charged = now,
+            }
+        }
+        before
+    }
+
+    /// Adds `n` bytes to `tally` if the budget allows the steps that takes (see
+    /// [`MemoryBudget::try_charge`]); false, and nothing added, if not.
+    pub fn try_tally_add(self: &Arc<Self>, share: &Share, tally: &Tally, n: usize) -> bool {
+        let total = tally.bytes.fetch_add(n, Ordering::SeqCst) + n;
+        let mut charged = tally.charged.load(Ordering::SeqCst);
+        while total > charged {
+            let target = whole_steps(total);
+            if !self.try_charge(share, target - charged) {
+                self.tally_sub(share, tally, n);
+                return false;
+            }
+            match tally.charged.compare_exchange_weak(
+                charged,
+                target,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => {
+                    self.release(share, target - charged);
+                    charged = now;
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes `n` bytes from `tally`, giving back the steps no longer needed (all of
+    /// them once the count is zero); returns the count before.
+    pub fn tally_sub(&self, share: &Share, tally: &Tally, n: usize) -> usize {
+        let before = tally.bytes.fetch_sub(n, Ordering::SeqCst);
+        debug_assert!(before >= n, "a tally went below zero");
+        let total = before.saturating_sub(n);
+        let (keep, slack) = if total == 0 {
+            (0, 0)
+        } else {
+            (whole_steps(total), STEP)
+        };
+        let mut charged = tally.charged.load(Ordering::SeqCst);
+        while charged > keep + slack {
+            match tally.charged.compare_exchange_weak(
+                charged,
+                keep,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    self.release(share, charged - keep);
+                    break;
+                }
+                Err(now) => charged = now,
+            }
+        }
+        before
     }
 
     /// Waits until `share` could take `n` more bytes (see [`MemoryBudget::has_room`]).
@@ -371,9 +481,12 @@ impl MemoryBudget {
 /// glibc serves a block from its heaps instead of mapping it when it is smaller than
 /// its mmap threshold, which rises to the size of each mapped block freed (up to 32
 /// MiB). Frames and inflated bodies are such blocks: once they came from the heaps,
-/// every thread's heap kept the freed ones, and a server under attack grew to twice
-/// its budget and stayed there. A fixed threshold of 1 MiB maps every larger block
-/// and unmaps it when freed.
+/// every thread's heap kept the freed ones, and a server under attack grew to twice its
+/// budget and stayed there. A fixed threshold of 4 MiB maps every larger block and
+/// unmaps it when freed. Fixing it also fixes the trim threshold, at 128 KiB unless
+/// set: heaps were then given back and faulted in again around every 64 KiB read
+/// buffer (fan-out 17% slower); at 8 MiB, each thread's heap kept up to that much
+/// after an attack. 1 MiB costs neither (A/B in `benches/RESULTS.md`).
 pub fn map_large_blocks() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -381,7 +494,8 @@ pub fn map_large_blocks() {
         ONCE.call_once(|| {
             // SAFETY: mallopt only changes the allocator's parameters.
             unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
             }
         });
     }
@@ -451,6 +565,34 @@ mod tests {
                 .unwrap();
         });
         assert_eq!(budget.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_tally_charges_whole_steps_and_gives_everything_back_when_empty() {
+        let budget = MemoryBudget::new(8 * MIB, Duration::from_secs(60));
+        let (share, tally) = (Share::default(), Tally::default());
+        for _ in 0..100 {
+            budget.tally_add(&share, &tally, 100);
+        }
+        assert_eq!(tally.bytes(), 10_000);
+        assert_eq!(budget.stats().used, STEP, "one step for 100 small packets");
+        budget.tally_add(&share, &tally, STEP);
+        assert_eq!(budget.stats().used, 2 * STEP);
+        budget.tally_sub(&share, &tally, STEP);
+        // One step of slack while packets remain: no release for each packet taken.
+        assert_eq!(budget.stats().used, 2 * STEP);
+        for _ in 0..100 {
+            budget.tally_sub(&share, &tally, 100);
+        }
+        assert_eq!(
+            (tally.bytes(), budget.stats().used, share.held()),
+            (0, 0, 0)
+        );
+        // Refused: nothing added, nothing charged.
+        let hog = Share::default();
+        budget.charge(&hog, 8 * MIB - STEP / 2);
+        assert!(!budget.try_tally_add(&share, &tally, STEP));
+        assert_eq!((tally.bytes(), share.held()), (0, 0));
     }
 
     struct Conn {

@@ -28,6 +28,9 @@ use crate::protocol::{Frame, FrameDecoder, ProtocolError};
 /// `ReadState::read_socket_now_small`).
 const SMALL_READ: usize = 8 * 1024;
 
+/// Frames with a body longer than this settle the decoder's charge as they leave it.
+const SETTLE_PER_FRAME: usize = 64 * 1024;
+
 /// A stream the reader task reads from. One that can tell when data has arrived
 /// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
 /// that an idle connection holds no buffer: with thousands of connections that is
@@ -228,8 +231,11 @@ impl ReadState {
             match self.decoder.decode() {
                 Ok(Some(frame)) => {
                     // A large frame leaves the buffer (it shares its allocation): its
-                    // bytes are charged again as an event when it is queued.
-                    self.settle(conn);
+                    // bytes are charged again as an event when it is queued. (Small
+                    // ones are copied out; the buffer is settled once per read.)
+                    if frame.body.len() > SETTLE_PER_FRAME {
+                        self.settle(conn);
+                    }
                     Traffic::add(&conn.traffic.frames_in, 1);
                     match conn.handle_frame_now(frame, self.read_limits) {
                         Ok(None) => self.discarding = conn.is_finished(),

@@ -98,7 +98,7 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
         // `Conn::queue_frame`).
         let written = |n: usize, charged: usize| {
             conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
-            conn.release_memory(charged);
+            conn.written_out(charged);
             conn.write_progress.notify_waiters();
         };
         loop {
@@ -174,7 +174,7 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
     }
     // What will never be written gives its memory back.
     let unwritten: usize = pending.iter().map(Outbound::charged_len).sum();
-    conn.release_memory(unwritten + outbox.close());
+    conn.written_out(unwritten + outbox.close());
     conn.cancel.cancel();
     conn.task_ended();
 }

@@ -109,8 +109,7 @@ impl Queued for Event {
         };
         conn.undelivered.fetch_add(1, Ordering::SeqCst);
         if let Event::Packet { body, .. } = self {
-            conn.inbox_bytes.fetch_add(body.len(), Ordering::SeqCst);
-            conn.charge_memory(body.len());
+            conn.queued_in_add(body.len());
         }
     }
 
@@ -127,8 +126,7 @@ impl Queued for Event {
         };
         conn.undelivered.fetch_sub(1, Ordering::SeqCst);
         if let Event::Packet { body, .. } = self {
-            conn.release_memory(body.len());
-            let before = conn.inbox_bytes.fetch_sub(body.len(), Ordering::SeqCst);
+            let before = conn.queued_in_sub(body.len());
             let limit = conn.settings.inbox_limit;
             if before > limit && before - body.len() <= limit {
                 conn.inbox_drained.notify_waiters();

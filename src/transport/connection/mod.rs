@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::budget::{Holder, MemoryBudget, Share};
+use super::budget::{Holder, MemoryBudget, Share, Tally};
 use super::outbox::{Outbox, StreamWriter};
 use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
@@ -118,8 +118,9 @@ pub struct Conn {
     pub(super) write_progress: Notify,
     /// Events of this connection in the inbox, not yet taken by Python.
     undelivered: AtomicUsize,
-    /// Body bytes of this connection's packets in the inbox (for back-pressure).
-    inbox_bytes: AtomicUsize,
+    /// Body bytes of this connection's packets in the inbox (for back-pressure and the
+    /// memory budget).
+    queued_in: Tally,
     inbox_drained: Notify,
     /// Reader and writer tasks still running.
     tasks_alive: AtomicU8,
@@ -149,6 +150,8 @@ pub struct Conn {
     /// The peer's memory budget, and this connection's part of it (see `budget`).
     budget: Arc<MemoryBudget>,
     pub(super) share: Share,
+    /// Bytes of charged frames in the outbox and not yet written.
+    queued_out: Tally,
 }
 
 /// How a connection has a writer task started when something is queued and its last
@@ -218,7 +221,7 @@ impl Conn {
             out_bytes: AtomicUsize::new(0),
             write_progress: Notify::new(),
             undelivered: AtomicUsize::new(0),
-            inbox_bytes: AtomicUsize::new(0),
+            queued_in: Tally::default(),
             inbox_drained: Notify::new(),
             tasks_alive: AtomicU8::new(2),
             traffic: Traffic::default(),
@@ -234,6 +237,7 @@ impl Conn {
             settings,
             budget,
             share: Share::default(),
+            queued_out: Tally::default(),
         });
         conn.budget
             .register(Arc::downgrade(&conn) as std::sync::Weak<dyn Holder>);
@@ -418,7 +422,7 @@ impl Conn {
     pub(super) async fn wait_for_inbox_room(&self) {
         loop {
             let notified = self.inbox_drained.notified();
-            if self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit {
+            if self.queued_in.bytes() <= self.settings.inbox_limit {
                 return;
             }
             tokio::select! {
@@ -430,7 +434,7 @@ impl Conn {
 
     /// Whether the inbox has room for more of this connection's packets.
     pub(super) fn inbox_has_room(&self) -> bool {
-        self.inbox_bytes.load(Ordering::SeqCst) <= self.settings.inbox_limit
+        self.queued_in.bytes() <= self.settings.inbox_limit
     }
 
     // --- memory (see `budget`) ---------------------------------------------------------
@@ -448,6 +452,33 @@ impl Conn {
     /// Gives back `n` bytes this connection no longer holds.
     pub(in crate::transport) fn release_memory(&self, n: usize) {
         self.budget.release(&self.share, n);
+    }
+
+    /// A packet of `n` bytes was queued for Python; returns the bytes queued before.
+    pub(super) fn queued_in_add(&self, n: usize) -> usize {
+        self.budget.tally_add(&self.share, &self.queued_in, n)
+    }
+
+    /// Python took a packet of `n` bytes; returns the bytes queued before.
+    pub(super) fn queued_in_sub(&self, n: usize) -> usize {
+        self.budget.tally_sub(&self.share, &self.queued_in, n)
+    }
+
+    /// Charges a frame of `n` bytes queued for writing, if the budget allows.
+    pub(super) fn try_queue_out(&self, n: usize) -> bool {
+        self.budget.try_tally_add(&self.share, &self.queued_out, n)
+    }
+
+    /// Charges a frame of `n` bytes queued for writing, without asking.
+    pub(super) fn force_queue_out(&self, n: usize) {
+        self.budget.tally_add(&self.share, &self.queued_out, n);
+    }
+
+    /// `n` bytes of charged frames were written (or will never be).
+    pub(in crate::transport) fn written_out(&self, n: usize) {
+        if n > 0 {
+            self.budget.tally_sub(&self.share, &self.queued_out, n);
+        }
     }
 
     /// Whether the budget would let this connection take `n` more bytes now.

@@ -82,11 +82,11 @@ impl Conn {
             self.abort(Some(reason::WRITE_QUEUE_FULL.to_owned()));
             return false;
         }
-        if charge && !self.try_charge_memory(len) {
+        if charge && !self.try_queue_out(len) {
             if queued == 0 && len <= SMALL_SHARE {
                 // A small message to a peer that keeps up: sent even when the budget
                 // is exhausted (by others, who the budget's watchdog drops).
-                self.charge_memory(len);
+                self.force_queue_out(len);
             } else {
                 self.out_bytes.fetch_sub(len, Ordering::SeqCst);
                 self.log_end(
@@ -107,7 +107,7 @@ impl Conn {
         }) {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             if charge {
-                self.release_memory(len);
+                self.written_out(len);
             }
             return false;
         }
