@@ -89,10 +89,13 @@ impl FrameDecoder {
         self.buf.capacity()
     }
 
-    /// At most the bytes [`FrameDecoder::read_buffer`] will add to the buffer's
-    /// capacity now (0 if the free space suffices): `BytesMut` grows in place
-    /// (`realloc`, no copy of a large buffer) to what is asked or to twice its size,
-    /// whichever is more, so this is an upper bound to charge before growing.
+    /// The bytes [`FrameDecoder::read_buffer`] will add to the buffer's capacity now,
+    /// at most (0 if the free space suffices), to charge before growing. `BytesMut`
+    /// grows in place (`realloc`: a large buffer is not copied) to what is asked or to
+    /// twice its size, whichever is more. The bound is exact while the buffer holds a
+    /// frame being received (only its 4-byte prefix was consumed in front of it); after
+    /// small frames were consumed from it, `BytesMut` may also reclaim or double their
+    /// space, a few read chunks more (the fuzz target `frame_decoder` checks both).
     pub fn growth_wanted(&self) -> usize {
         let want = self.reservation();
         let (len, capacity) = (self.buf.len(), self.buf.capacity());
