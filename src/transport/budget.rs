@@ -31,6 +31,10 @@ use super::sync::Unpoisoned;
 /// A connection holding less than this (after a charge) may use the whole budget.
 pub const SMALL_SHARE: usize = 256 * 1024;
 
+/// After the pressure ends, freed memory is given back to the system at once and again
+/// this much later.
+const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// Smallest budget accepted: below this a single read buffer would not fit.
 pub const MIN_BUDGET: usize = 4 * 1024 * 1024;
 
@@ -447,6 +451,10 @@ impl MemoryBudget {
                     lasted: started.elapsed(),
                     evicted: self.evictions.load(Ordering::Relaxed) - evictions_before,
                 });
+                give_back_to_the_system();
+                // Connections dropped by then may still be ending (a writer task
+                // dropping its queue): once more, a moment later.
+                tokio::time::sleep(TRIM_AGAIN_AFTER).await;
                 give_back_to_the_system();
                 return;
             }
