@@ -2,6 +2,8 @@
 implementations."""
 
 import json
+import os
+import pathlib
 import re
 import signal
 import socket
@@ -64,6 +66,29 @@ def test_version():
     assert result.returncode == 0
     assert f"peng3dnet API {peng3dnet.version.VERSION}, protocol 2" in result.stdout
     assert "native core:" in result.stdout
+
+
+def test_version_says_where_the_package_is_and_whether_the_original_is_too(tmp_path):
+    result = run("version")
+    package = pathlib.Path(peng3dnet.__file__).resolve().parent
+    assert f"imported from: {package}" in result.stdout
+    assert "original peng3dnet: not installed" in result.stdout
+    # The original's metadata elsewhere on the path: reported, ours still imported.
+    info = tmp_path / "peng3dnet-0.1.3a0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: peng3dnet\nVersion: 0.1.3a0\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "peng3dnet", "version"], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert f"original peng3dnet: 0.1.3a0 is installed too, in {tmp_path.resolve()}" in result.stdout
+    assert "not where this package was imported from" in result.stdout
+    # Installed into the same directory as ours: the files mix.
+    (tmp_path / "peng3dnet").symlink_to(package)
+    result = subprocess.run(
+        [sys.executable, "-m", "peng3dnet", "version"], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert "share one peng3dnet/ directory and mix" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("command", [[], ["serve"], ["ping"], ["version"]])

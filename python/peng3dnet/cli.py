@@ -270,7 +270,39 @@ def _version(args):
     )
     print(f"native core: {info['profile']} build for {info['target']}, zlib: {info['zlib']}")
     print(f"python: {sys.version.split()[0]}")
+    for line in _installation():
+        print(line)
     return 0
+
+
+def _installation():
+    """Where the package was imported from, and whether the original peng3dnet is
+    installed too: both install a ``peng3dnet`` package, and installed into the same
+    place their files mix (whichever was installed last wins file by file)."""
+    import importlib.metadata
+    import pathlib
+
+    from . import _core
+
+    here = pathlib.Path(__file__).resolve().parent
+    lines = [f"imported from: {here}", f"native module: {pathlib.Path(_core.__file__).name}"]
+    try:
+        original = importlib.metadata.distribution("peng3dnet")
+    except importlib.metadata.PackageNotFoundError:
+        lines.append("original peng3dnet: not installed")
+        return lines
+    location = pathlib.Path(original.locate_file("")).resolve()
+    mixed = (location / "peng3dnet").resolve() == here
+    lines.append(
+        f"original peng3dnet: {original.version} is installed too, in {location}"
+        + (
+            ": its files and ours share one peng3dnet/ directory and mix; keep one of them"
+            " (pip uninstall peng3dnet, then pip install --force-reinstall peng3dnet-rs)"
+            if mixed
+            else " (not where this package was imported from: this one is used)"
+        )
+    )
+    return lines
 
 
 # --- entry point -----------------------------------------------------------------------
