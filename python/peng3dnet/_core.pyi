@@ -4,7 +4,33 @@ The public API is the Python package; these classes are what it drives. Every me
 that waits releases the GIL while it does.
 """
 
-from typing import Any, Awaitable, Literal, Optional, Union
+from typing import Any, Awaitable, Literal, Optional, Union, final
+
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "EV_CLOSED",
+    "EV_CONNECTED",
+    "EV_HANDSHAKE_COMPLETE",
+    "EV_INIT",
+    "EV_LOG",
+    "EV_PACKET",
+    "EV_SENT",
+    "INTERNAL_ID_LIMIT",
+    "INTERNAL_PACKETS",
+    "PID_CLOSE",
+    "ClientCore",
+    "Connection",
+    "FrameCodec",
+    "PeerCore",
+    "ServerCore",
+    "__version__",
+    "build_info",
+    "direct_readers",
+    "packb",
+    "runtime_tasks",
+    "unpackb",
+]
 
 __version__: str
 
@@ -38,23 +64,25 @@ def direct_readers() -> tuple[int, int]:
 def packb(obj: Any) -> bytes:
     """Encode ``obj`` exactly as ``msgpack.packb(obj)`` does."""
 
-def unpackb(data: bytes, *, max_depth: int = 1024, max_container_len: Optional[int] = None) -> Any:
+def unpackb(data: bytes, *, max_depth: int = ..., max_container_len: Optional[int] = None) -> Any:
     """Decode ``data`` exactly as ``msgpack.unpackb(data)`` does, within the given limits."""
 
+@final
 class FrameCodec:
-    """Packet encoder and incremental decoder with compression and decoding limits."""
+    """Packet encoder and incremental decoder with compression and decoding limits
+    (defaults: 256 MiB frames and inflated bodies, msgpack depth 1024)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         compress: bool = True,
         compress_threshold: int = 8192,
         compress_level: int = 6,
-        max_frame_len: int = 268435456,
-        max_inflated_len: int = 268435456,
-        max_depth: int = 1024,
+        max_frame_len: int = ...,
+        max_inflated_len: int = ...,
+        max_depth: int = ...,
         max_container_len: Optional[int] = None,
-    ) -> None: ...
+    ) -> FrameCodec: ...
     def encode(self, pid: int, msg: Any) -> bytes:
         """Return the complete frame (prefix, header, body) for packet ``pid``."""
     def feed(self, data: bytes) -> list[tuple[int, int, Any]]:
@@ -63,6 +91,7 @@ class FrameCodec:
     def buffered(self) -> int:
         """Bytes received but not yet returned as packets."""
 
+@final
 class Connection:
     """One connection: what ``ClientOnServer.conn`` and ``Client.sock`` are."""
 
@@ -111,6 +140,7 @@ class Connection:
     def init_done(self) -> None: ...
     def classic_init(self) -> None: ...
 
+@disjoint_base
 class PeerCore:
     """What servers and clients share: configuration, registrations, events."""
 
@@ -161,6 +191,7 @@ class PeerCore:
     def events_ready(self) -> Awaitable[None]:
         """Completes once an event is queued (or after ``interrupt``); call from the loop."""
 
+@final
 class ServerCore(PeerCore):
     def __init__(self) -> None: ...
     def bind(self, addrs: list[_Addr]) -> _Addr: ...
@@ -193,10 +224,11 @@ class ServerCore(PeerCore):
     def gen_cid(self) -> int: ...
     def connection(self, cid: int) -> Optional[Connection]: ...
 
+@final
 class ClientCore(PeerCore):
-    def __init__(
-        self, target_conntype: str, autosync: bool = True, require_same_names: bool = True
-    ) -> None: ...
+    def __new__(
+        cls, target_conntype: str, autosync: bool = True, require_same_names: bool = True
+    ) -> ClientCore: ...
     def set_options(self, target_conntype: str, autosync: bool, require_same_names: bool) -> None: ...
     @property
     def table_epoch(self) -> int: ...
