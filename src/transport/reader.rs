@@ -434,7 +434,8 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
             state.release_if_idle(&conn);
             state.room_wanted()
         };
-        if !conn.memory_has_room(wanted) {
+        // (A read into room the buffer already has costs nothing: never held back.)
+        if wanted > 0 && !conn.memory_has_room(wanted) {
             // Back-pressure: the peer's bytes wait in TCP until memory is released.
             Box::pin(conn.wait_for_memory_room(wanted)).await;
             continue;
@@ -576,7 +577,7 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
         if R::WAITS_FOR_DATA {
             state.release_if_idle(&conn);
         }
-        if !conn.memory_has_room(state.room_wanted()) {
+        if state.room_wanted() > 0 && !conn.memory_has_room(state.room_wanted()) {
             // Back-pressure: the peer's bytes wait until memory is released.
             Box::pin(conn.wait_for_memory_room(state.room_wanted())).await;
             continue;
