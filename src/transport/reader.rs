@@ -82,7 +82,13 @@ pub(super) struct ReadState {
 impl ReadState {
     fn new(settings: &Settings, socket: Option<SharedTcp>) -> ReadState {
         ReadState {
-            decoder: FrameDecoder::new(settings.limits.max_frame_len),
+            // Small frames until the handshake is done (see `handle_buffered`).
+            decoder: FrameDecoder::new(
+                settings
+                    .limits
+                    .max_frame_len
+                    .min(settings.handshake_frame_len),
+            ),
             read_limits: ReadLimits::from(&settings.limits),
             discarding: false,
             stalled: None,
@@ -127,11 +133,6 @@ impl ReadState {
     fn drop_buffer(&mut self, conn: &Conn) {
         self.decoder = FrameDecoder::new(self.decoder.max_frame_len());
         self.settle(conn);
-    }
-
-    /// Bytes the next read needs from the memory budget (0: the buffer has room).
-    fn room_wanted(&self) -> usize {
-        self.decoder.growth_wanted()
     }
 
     /// Reads what the socket holds now into the decoder (`WouldBlock`: nothing, or no
@@ -225,9 +226,11 @@ impl ReadState {
     /// a connection type's `init` (kept in `stalled`).
     fn handle_buffered(&mut self, conn: &Arc<Conn>) {
         while !self.discarding && self.stalled.is_none() {
-            // Small frames only until the handshake is done (checked per frame: the
-            // frame before may have completed it).
-            self.decoder.set_max_frame_len(conn.frame_limit());
+            // Small frames only until the handshake is done (checked per frame until
+            // then: the frame before may have completed it).
+            if self.decoder.max_frame_len() < conn.settings().limits.max_frame_len {
+                self.decoder.set_max_frame_len(conn.frame_limit());
+            }
             match self.decoder.decode() {
                 Ok(Some(frame)) => {
                     // A large frame leaves the buffer (it shares its allocation): its
@@ -432,7 +435,7 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
         let wanted = {
             let mut state = shared.lock();
             state.release_if_idle(&conn);
-            state.room_wanted()
+            state.decoder.growth_wanted()
         };
         // (A read into room the buffer already has costs nothing: never held back.)
         if wanted > 0 && !conn.memory_has_room(wanted) {
@@ -577,9 +580,10 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
         if R::WAITS_FOR_DATA {
             state.release_if_idle(&conn);
         }
-        if state.room_wanted() > 0 && !conn.memory_has_room(state.room_wanted()) {
+        let wanted = state.decoder.growth_wanted();
+        if wanted > 0 && !conn.memory_has_room(wanted) {
             // Back-pressure: the peer's bytes wait until memory is released.
-            Box::pin(conn.wait_for_memory_room(state.room_wanted())).await;
+            Box::pin(conn.wait_for_memory_room(wanted)).await;
             continue;
         }
         let read_more = async {

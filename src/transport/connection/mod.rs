@@ -495,29 +495,26 @@ impl Conn {
         }
     }
 
-    /// Whether the handshake is complete (frames of any accepted size may come then).
-    fn handshake_done(&self) -> bool {
-        self.handshake_us.load(Ordering::Relaxed) != UNKNOWN
-    }
-
-    /// The largest frame accepted now: small until the handshake is complete.
-    pub(in crate::transport) fn frame_limit(&self) -> u32 {
-        let limit = self.settings.limits.max_frame_len;
-        if self.handshake_done() {
-            limit
-        } else {
-            limit.min(self.settings.handshake_frame_len)
-        }
-    }
-
-    /// The largest inflated body accepted now: small until the handshake is complete.
-    pub(super) fn inflate_limit(&self) -> usize {
-        let limit = self.settings.limits.max_inflated_len;
-        if self.handshake_done() {
+    /// `limit` once the handshake is complete; until then at most the handshake's
+    /// frame limit (a handshake needs little, and a connection costs an attacker
+    /// nothing). For frames and for inflated bodies alike.
+    fn until_handshake(&self, limit: usize) -> usize {
+        if self.handshake_us.load(Ordering::Relaxed) != UNKNOWN {
             limit
         } else {
             limit.min(self.settings.handshake_frame_len as usize)
         }
+    }
+
+    /// The largest frame accepted now.
+    pub(in crate::transport) fn frame_limit(&self) -> u32 {
+        let limit = self.settings.limits.max_frame_len;
+        u32::try_from(self.until_handshake(limit as usize)).unwrap_or(limit)
+    }
+
+    /// The largest inflated body accepted now.
+    pub(super) fn inflate_limit(&self) -> usize {
+        self.until_handshake(self.settings.limits.max_inflated_len)
     }
 
     pub(super) fn task_ended(self: &Arc<Self>) {
