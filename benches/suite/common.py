@@ -25,6 +25,10 @@ NAMES = {
 }
 
 PREFIX = struct.Struct("!I")
+
+WAVE = 100
+"""The conns scenario starts clients in waves of this many, each wave connected (a
+handshake, or one echo round trip for the peers without one) before the next."""
 HEADER = struct.Struct("!IIH")  # length, kind, flags
 
 

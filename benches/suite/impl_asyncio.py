@@ -16,6 +16,7 @@ from common import (
     PREFIX,
     READY,
     UPDATE,
+    WAVE,
     Clock,
     blob,
     frame,
@@ -84,7 +85,11 @@ class _Server:
 
 
 def run_client(params):
-    return uvloop.run(globals()["_scenario_" + params["scenario"]](params))
+    # The loop is left open: the conns scenario's connections stay up until the driver
+    # has measured the server.
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(globals()["_scenario_" + params["scenario"]](params))
 
 
 async def _connect(port):
@@ -148,3 +153,19 @@ async def _scenario_fanout(params):
             writer.write(frame(READY, None))
         await asyncio.wait_for(asyncio.gather(*(receive(r) for r, _ in streams)), params["timeout"])
     return {"clients": len(streams), "updates": params["updates"], "seconds": clock.seconds}
+
+
+async def _scenario_conns(params):
+    """Connections in waves of WAVE, each up with one echo round trip (the peers'
+    stand-in for a handshake) before the next wave starts."""
+    streams = []
+    with Clock() as clock:
+        while len(streams) < params["clients"]:
+            count = min(WAVE, params["clients"] - len(streams))
+            wave = await asyncio.gather(*(_connect(params["port"]) for _ in range(count)))
+            for _, writer in wave:
+                writer.write(frame(ECHO, None))
+            await asyncio.gather(*(_read(reader) for reader, _ in wave))
+            streams.extend(wave)
+    _scenario_conns.keep = streams
+    return {"clients": len(streams), "seconds": clock.seconds, "cpu": clock.cpu}

@@ -11,6 +11,7 @@ from common import (
     ITEM,
     READY,
     UPDATE,
+    WAVE,
     Clock,
     frame,
     measure_big,
@@ -128,3 +129,20 @@ def _scenario_fanout(params):
         for reader in readers:
             reader.join(params["timeout"])
     return {"clients": len(conns), "updates": params["updates"], "seconds": clock.seconds}
+
+
+def _scenario_conns(params):
+    """Blocking connections in waves of WAVE (the server starts a thread for each),
+    each answered once (an echo round trip, the peers' stand-in for a handshake)
+    before the next wave starts."""
+    conns = []
+    with Clock() as clock:
+        while len(conns) < params["clients"]:
+            wave = [_connect(params["port"]) for _ in range(min(WAVE, params["clients"] - len(conns)))]
+            for sock, _ in wave:
+                sock.sendall(frame(ECHO, None))
+            for _, stream in wave:
+                read_frame(stream)
+            conns.extend(wave)
+    _scenario_conns.keep = conns
+    return {"clients": len(conns), "seconds": clock.seconds, "cpu": clock.cpu}

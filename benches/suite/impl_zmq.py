@@ -14,6 +14,7 @@ from common import (
     ITEM,
     READY,
     UPDATE,
+    WAVE,
     Clock,
     measure_big,
     measure_rtt,
@@ -121,3 +122,19 @@ def _scenario_fanout(params):
                     if counts[dealer] == params["updates"]:
                         remaining -= 1
     return {"clients": len(dealers), "updates": params["updates"], "seconds": clock.seconds}
+
+
+def _scenario_conns(params):
+    """DEALER sockets in waves of WAVE, each answered once (an echo round trip, the
+    peers' stand-in for a handshake) before the next wave starts."""
+    dealers = []
+    with Clock() as clock:
+        while len(dealers) < params["clients"]:
+            wave = [_dealer(params["port"]) for _ in range(min(WAVE, params["clients"] - len(dealers)))]
+            for dealer in wave:
+                dealer.send(msgpack.packb([ECHO, None]))
+            for dealer in wave:
+                dealer.recv()
+            dealers.extend(wave)
+    _scenario_conns.keep = dealers
+    return {"clients": len(dealers), "seconds": clock.seconds, "cpu": clock.cpu}

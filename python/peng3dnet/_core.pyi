@@ -177,6 +177,9 @@ class PeerCore:
     def take_events(
         self, wait: bool = False, timeout: Optional[float] = None, max_events: int = 1024
     ) -> list[_Event]: ...
+    @property
+    def has_work(self) -> bool:
+        """Whether take_events without waiting would find events or an interrupt."""
     def dispatch_done(self) -> None: ...
     def interrupt(self) -> None: ...
     def wakeup_fd(self) -> int:

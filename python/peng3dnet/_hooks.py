@@ -43,4 +43,8 @@ def redefined(cls):
 def overrides(obj, name):
     """Whether ``obj``'s method ``name`` is not the library's marked version: its class
     replaces it, or it is set on the object itself."""
-    return name in redefined(type(obj)) or name in getattr(obj, "__dict__", ())
+    # The cache is read here directly: this runs on every send and receive.
+    found = _REDEFINED.get(type(obj))
+    if found is None:
+        found = redefined(type(obj))
+    return name in found or name in getattr(obj, "__dict__", ())

@@ -9,6 +9,7 @@ import threading
 
 from . import errors, packet  # noqa: F401 (packet: reachable as peng3dnet.registry.packet)
 from ._hooks import library_default
+from ._hooks import overrides as _overrides
 from .packet import Packet
 
 __all__ = ["BaseRegistry", "PacketRegistry"]
@@ -68,7 +69,9 @@ class BiMap:
             del self._inv[self._fwd[key]]
         self._fwd[key] = value
         self._inv[value] = key
-        self._notify()
+        changed = self._changed  # _notify(), inline: registries fill maps per client
+        if changed is not None:
+            changed()
 
     def __delitem__(self, key):
         value = self._fwd.pop(key)
@@ -187,22 +190,22 @@ class BaseRegistry:
             raise TypeError(f"a registry name must be a str, not {type(name).__name__}")
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**32):
             raise TypeError(f"a registry id must be an int from 0 to 2**32-1, not {n!r}")
+        by_id_name, by_id_obj = self.reg_int_str, self.reg_int_obj
         with self.idlock:
-            if name in self.reg_int_str.inv:
+            names = by_id_name.inv
+            if name in names:
+                raise errors.AlreadyRegisteredError(f"{name!r} is already registered with id {names[name]}")
+            if n is not None and n in by_id_name:
+                raise errors.AlreadyRegisteredError(f"id {n} is already used by {by_id_name[n]!r}")
+            if obj in by_id_obj.inv:
                 raise errors.AlreadyRegisteredError(
-                    f"{name!r} is already registered with id {self.reg_int_str.inv[name]}"
-                )
-            if n is not None and n in self.reg_int_str:
-                raise errors.AlreadyRegisteredError(f"id {n} is already used by {self.reg_int_str[n]!r}")
-            if obj in self.reg_int_obj.inv:
-                raise errors.AlreadyRegisteredError(
-                    f"this object is already registered as {self.reg_int_str[self.reg_int_obj.inv[obj]]!r}; "
+                    f"this object is already registered as {by_id_name[by_id_obj.inv[obj]]!r}; "
                     "create one object per packet type"
                 )
         if n is None:
             n = self.getNewID()
-        self.reg_int_obj[n] = obj
-        self.reg_int_str[n] = name
+        by_id_obj[n] = obj
+        by_id_name[n] = name
         for listener in self._listeners:
             listener.register_packet(name, n)
 
@@ -287,6 +290,10 @@ class BaseRegistry:
 
         Each known name's object is asked of ``getObj`` and ``getInt``, as the original's
         handshake did (an app's registry may override them)."""
+        if self._ids_match(table):
+            with self.idlock:
+                self.nextid = max([64, *(n + 1 for n in self.reg_int_str)])
+            return
         new_obj, new_str = BiMap(), BiMap()
         for name, n in table:
             if name not in self.reg_int_str.inv:
@@ -300,6 +307,24 @@ class BaseRegistry:
         with self.idlock:
             self.reg_int_obj, self.reg_int_str = new_obj, new_str
             self.nextid = max([64, *(n + 1 for n in new_str)])
+
+    def _ids_match(self, table):
+        """Whether adopting ``table`` would change nothing and tell nobody: each of its
+        names known here already has its id, every name known here is in it, and
+        ``getObj``/``getInt`` are the library's (an override hears of each name)."""
+        if _overrides(self, "getObj") or _overrides(self, "getInt") or _overrides(self, "getID"):
+            return False
+        by_id = self.reg_int_str
+        if not isinstance(by_id, BiMap):
+            return False
+        names = by_id._inv
+        found = 0
+        for name, n in table:
+            if name in names:
+                if names[name] != n:
+                    return False
+                found += 1
+        return found == len(names)
 
 
 class PacketRegistry(BaseRegistry):

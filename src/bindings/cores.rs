@@ -24,7 +24,8 @@ use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
 use crate::transport::budget::MIN_BUDGET;
-use crate::transport::client::{is_active_state, ClientOptions, ClientShared};
+use crate::transport::client::{is_active_state, ClientOptions, ClientShared, ClientStatus};
+use crate::transport::dial::{self, Dial};
 use crate::transport::memory;
 use crate::transport::server::ServerShared;
 use crate::transport::settings::{Keepalive, Settings};
@@ -191,6 +192,13 @@ impl PeerCore {
         max_events: usize,
     ) -> PyResult<Bound<'py, PyList>> {
         take_events(py, &self.side, wait, timeout, max_events)
+    }
+
+    /// Whether `take_events` without waiting would find something to do (events, or an
+    /// interrupt to clear): `process()` returns at once when not.
+    #[getter]
+    fn has_work(&self) -> bool {
+        self.side.common().inbox.has_work()
     }
 
     /// Python finished dispatching the events it took.
@@ -521,7 +529,12 @@ impl ClientCore {
         let addrs = socket_addrs(addrs)?;
         let timeout = duration(Some(timeout))?.unwrap_or(Duration::from_secs(30));
         let shared = self.shared.clone();
-        match py.detach(move || shared.connect(&addrs, timeout, &host)) {
+        // The first step never blocks; the GIL is released only to wait (see dial.rs).
+        let result = match dial::start_first(&addrs) {
+            Dial::Established(stream) if !shared.uses_tls() => shared.connect_established(stream),
+            first => py.detach(move || shared.connect_after(first, &addrs, timeout, &host)),
+        };
+        match result {
             Ok(conn) => Side::Client(self.shared.clone()).handle(py, &conn),
             Err(err) => {
                 self.shared.connect_failed(format!("connectfailed: {err}"));
@@ -561,12 +574,10 @@ impl ClientCore {
         timeout: Option<f64>,
     ) -> PyResult<(bool, bool, Option<String>)> {
         let timeout = duration(timeout)?;
-        let shared = self.shared.clone();
-        let (status, _) = py.detach(move || {
-            shared.wait_until(timeout, |status, state| {
-                status.closed.is_some() || state.is_some_and(is_active_state)
-            })
-        });
+        let done = |status: &ClientStatus, state: Option<u32>| {
+            status.closed.is_some() || state.is_some_and(is_active_state)
+        };
+        let status = settled_or_wait(py, &self.shared, timeout, done).0;
         let active = self
             .shared
             .conn()
@@ -578,10 +589,8 @@ impl ClientCore {
     #[pyo3(signature = (timeout = None))]
     fn wait_for_close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let timeout = duration(timeout)?;
-        let shared = self.shared.clone();
-        let (_, done) =
-            py.detach(move || shared.wait_until(timeout, |status, _| status.closed.is_some()));
-        Ok(done)
+        let done = |status: &ClientStatus, _: Option<u32>| status.closed.is_some();
+        Ok(settled_or_wait(py, &self.shared, timeout, done).1)
     }
 
     /// Ends the connection at once (unless it is closing gracefully) and wakes waiters.
@@ -589,4 +598,24 @@ impl ClientCore {
     fn stop(&self, reason: Option<String>) {
         self.shared.stop(reason);
     }
+}
+
+/// `shared.wait_until(timeout, done)`, looking first with the GIL held: a condition that
+/// holds already is answered without releasing the GIL (which another Python thread
+/// may then keep for a while: a wave of clients waits for handshakes mostly done).
+fn settled_or_wait<F>(
+    py: Python<'_>,
+    shared: &Arc<ClientShared>,
+    timeout: Option<Duration>,
+    done: F,
+) -> (ClientStatus, bool)
+where
+    F: Fn(&ClientStatus, Option<u32>) -> bool + Send + Sync,
+{
+    let now = shared.wait_until(Some(Duration::ZERO), &done);
+    if now.1 || timeout == Some(Duration::ZERO) {
+        return now;
+    }
+    let shared = shared.clone();
+    py.detach(move || shared.wait_until(timeout, done))
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::connection::{Conn, Role};
+use super::dial::{self, Dial};
 use super::memory;
 use super::peer::PeerCommon;
 use super::runtime::runtime;
@@ -89,56 +90,72 @@ impl ClientShared {
         *self.tls.lock_anyway() = tls.map(Arc::new);
     }
 
-    /// Connects to the first of `addrs` that accepts within `timeout` each, runs the
-    /// TLS handshake with `host` (the name the certificate must carry) if TLS is set, and starts the connection. Call
-    /// without the GIL.
+    /// Whether connections made from now on use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.lock_anyway().is_some()
+    }
+
+    /// Starts the connection on `stream`, which [`dial::start`] found established,
+    /// without TLS (see [`ClientShared::uses_tls`]). Never blocks: callable with the GIL.
+    pub fn connect_established(
+        self: &Arc<Self>,
+        stream: std::net::TcpStream,
+    ) -> io::Result<Arc<Conn>> {
+        let _runtime = runtime().enter();
+        let conn = self
+            .common
+            .start_connection(0, TcpStream::from_std(stream)?, self.clone())?;
+        self.connected(&conn);
+        Ok(conn)
+    }
+
+    /// Connects to the first of `addrs` that accepts within `timeout` each: see
+    /// [`ClientShared::connect_after`]. Blocks: call without the GIL.
     pub fn connect(
         self: &Arc<Self>,
         addrs: &[SocketAddr],
         timeout: Duration,
         host: &str,
     ) -> io::Result<Arc<Conn>> {
+        self.connect_after(dial::start_first(addrs), addrs, timeout, host)
+    }
+
+    /// Connects with `first` (the attempt on `addrs[0]`, started by the caller) or
+    /// else the first of the other `addrs` that accepts within `timeout` each, runs
+    /// the TLS handshake with `host` (the name the certificate must carry) if TLS is
+    /// set, and starts the connection. Blocks: call without the GIL.
+    pub fn connect_after(
+        self: &Arc<Self>,
+        first: Dial,
+        addrs: &[SocketAddr],
+        timeout: Duration,
+        host: &str,
+    ) -> io::Result<Arc<Conn>> {
         let tls = self.tls.lock_anyway().clone();
-        let stream = runtime().block_on(async {
-            let mut last_error =
-                io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
-            for addr in addrs {
-                match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => return Ok(stream),
-                    Ok(Err(err)) => last_error = err,
-                    Err(_) => {
-                        last_error = io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("connecting to {addr} took longer than {timeout:?}"),
-                        );
-                    }
-                }
-            }
-            Err(last_error)
-        })?;
+        let stream = dial::first_of(first, addrs.get(1..).unwrap_or_default(), timeout)?;
+        let Some(tls) = tls else {
+            return self.connect_established(stream);
+        };
         let _runtime = runtime().enter();
+        let stream = TcpStream::from_std(stream)?;
+        let info = self.common.socket_info(&stream, sslsec::NONE)?;
+        let limit = self.common.settings().handshake_timeout.unwrap_or(timeout);
+        let (stream, level) = runtime()
+            .block_on(tokio::time::timeout(limit, tls.connect(stream, host)))
+            .map_err(|_| {
+                io::Error::other(TlsHandshakeError(format!(
+                    "no TLS handshake with {host} within {limit:?} (is the server using TLS?)"
+                )))
+            })??;
+        let info = SocketInfo {
+            ssl_seclevel: level,
+            ..info
+        };
         // Not under the `conn` lock: starting the connection takes the `status` lock
         // (state changes wake waiters), and waiters take `status` before `conn`.
-        let conn = match tls {
-            None => self.common.start_connection(0, stream, self.clone())?,
-            Some(tls) => {
-                let info = self.common.socket_info(&stream, sslsec::NONE)?;
-                let limit = self.common.settings().handshake_timeout.unwrap_or(timeout);
-                let (stream, level) = runtime()
-                    .block_on(tokio::time::timeout(limit, tls.connect(stream, host)))
-                    .map_err(|_| {
-                        io::Error::other(TlsHandshakeError(format!(
-                            "no TLS handshake with {host} within {limit:?} (is the server using TLS?)"
-                        )))
-                    })??;
-                let info = SocketInfo {
-                    ssl_seclevel: level,
-                    ..info
-                };
-                self.common
-                    .start_tls_connection(0, info, stream, self.clone())
-            }
-        };
+        let conn = self
+            .common
+            .start_tls_connection(0, info, stream, self.clone());
         self.connected(&conn);
         Ok(conn)
     }

@@ -257,6 +257,13 @@ impl<E: Queued> Inbox<E> {
         self.dispatching.load(Ordering::SeqCst)
     }
 
+    /// Whether a take would find anything to do: queued events, or an interrupt to
+    /// clear. What a `process()` without waiting asks first.
+    pub fn has_work(&self) -> bool {
+        let queue = self.lock();
+        !queue.events.is_empty() || queue.interrupted
+    }
+
     /// Number of queued events.
     pub fn len(&self) -> usize {
         self.lock().events.len()

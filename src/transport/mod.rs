@@ -27,7 +27,8 @@
 //!   queue; it knows its owners only as `Timed`), [`tls`] (configurations,
 //!   certificate checks, security levels), [`memory`] (the names of the in-process
 //!   transport; it knows a server only as a `Listener`), [`budget`] (the memory a
-//!   peer's connections hold, against one limit; it knows them only as `Holder`s).
+//!   peer's connections hold, against one limit; it knows them only as `Holder`s),
+//!   [`dial`] (connecting a TCP socket: a first step that never blocks, then the wait).
 //! * One connection: [`inbox`] (the ordered events of one peer's Python side, a queue
 //!   that knows its events only as `Queued`), [`connection`] (its shared state, the
 //!   events it queues; `send`, `receive` and `close` within it; a leaf that names
@@ -54,6 +55,7 @@
 pub mod budget;
 pub mod client;
 pub mod connection;
+pub mod dial;
 pub mod direct_read;
 pub mod inbox;
 pub mod memory;

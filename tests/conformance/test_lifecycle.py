@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from support import Recorder, packets_mixin, wait_until
+from support import IMPL, Recorder, packets_mixin, wait_until
 
 import peng3dnet
 from peng3dnet.constants import STATE_ACTIVE, STATE_CLOSED
@@ -78,8 +78,27 @@ def test_thread_names(net):
     net.client(server, EchoClient)
     names = {t.name for t in threading.enumerate()}
     assert "peng3dnet Server Thread" in names
-    assert "peng3dnet Client Thread" in names
     assert "peng3dnet process Thread" in names
+    # The original's client thread runs its socket loop; ours has nothing for it to do
+    # (a documented difference) and starts it only for a replaced runBlocking.
+    assert ("peng3dnet Client Thread" in names) == (IMPL == "reference")
+
+
+def test_a_replaced_run_blocking_runs_in_the_client_thread(net):
+    ran = threading.Event()
+
+    class Client(EchoClient):
+        def runBlocking(self, selector=None):
+            if threading.current_thread().name == "peng3dnet Client Thread":
+                ran.set()
+            super().runBlocking()
+
+    server = net.server(EchoServer)
+    client = net.client(server, Client)
+    assert ran.wait(5)
+    client.stop()
+    client.join(5)
+    assert not client._run_thread.is_alive()
 
 
 def test_wait_for_connection_times_out_against_a_silent_server(net):

@@ -7,6 +7,7 @@ from .. import _core
 from .._hooks import overrides as _overrides
 from .._logs import LazyLogger
 from ..constants import SSLSEC_NONE, STRUCT_FORMAT_HEADER, STRUCT_FORMAT_LENGTH32
+from ..packet import SmartPacket
 from ..packet import internal as _internal
 
 STRUCT_HEADER = struct.Struct(STRUCT_FORMAT_HEADER)
@@ -58,6 +59,20 @@ def _hooks_see_message(pkt):
     if pkt is None:
         return False
     return _overrides(pkt, "_send") or _overrides(pkt, "send")
+
+
+def _send_hooks_act(pkt, sees):
+    """Whether calling a packet object's ``_send`` can have an effect: its ``_send`` or
+    ``send`` is an app's (``sees``, from the send route, or set on the object since),
+    or it is a SmartPacket whose failed conditions do something (an ``invalid_action``
+    other than ``"ignore"``). Otherwise ``_send`` ends in the library's no-op ``send``
+    or in nothing, and the send paths skip it."""
+    if sees:
+        return True
+    own = pkt.__dict__
+    return (
+        "send" in own or "_send" in own or (isinstance(pkt, SmartPacket) and pkt.invalid_action != "ignore")
+    )
 
 
 def _ssl_state(seclevel):

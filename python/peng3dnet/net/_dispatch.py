@@ -8,6 +8,7 @@ the client itself) and handles the events whose effects differ (``_connection_op
 ``_handshake_completed``, ``_connection_closed``).
 """
 
+from .._hooks import overrides as _overrides
 from ._common import (
     EV_CLOSED,
     EV_CONNECTED,
@@ -128,7 +129,8 @@ class _Dispatch:
                 pkt._receive(msg)  # the original's client passes no cid
             else:
                 pkt._receive(msg, cid)
-            receiver.on_receive(pid, msg)
+            if _overrides(receiver, "on_receive"):  # the library's does nothing
+                receiver.on_receive(pid, msg)
             if self._events_now:
                 self.sendEvent(self._recv_event, self._recv_event_data(receiver, pid, msg))
         return 1

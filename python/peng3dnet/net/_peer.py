@@ -27,6 +27,14 @@ def _resolve(addr, passive):
     Name resolution failures raise ``socket.gaierror``, as they do in the original.
     """
     host, port = addr[0], addr[1]
+    if not passive and isinstance(host, str) and isinstance(port, int):
+        # An IPv4 literal needs no resolver (clients are started by the thousand).
+        try:
+            socket.inet_pton(socket.AF_INET, host)
+        except OSError:
+            pass
+        else:
+            return [(host, port)]
     infos = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE if passive else 0
     )
@@ -53,6 +61,30 @@ def _keepalive_settings(cfg):
         "keepalive_interval": float(cfg["net.keepalive.interval"]),
         "keepalive_timeout": float(cfg["net.keepalive.timeout"]),
     }
+
+
+# (class, prefix) -> (the class's shape when looked at, the names dir() found on it)
+_CLASS_HOOKS = {}
+
+
+def _hook_names(obj, prefix):
+    """The names ``dir(obj)`` lists that start with ``prefix``, in its (sorted) order.
+
+    What the class contributes is worked out once per class and prefix (dir() of a
+    peer lists hundreds of names; clients are started by the thousand); the cache is
+    checked against the sizes of the classes' namespaces, so a hook added to a class
+    later is found. Names set on the object itself are added each time."""
+    cls = type(obj)
+    if cls.__dir__ is not object.__dir__:
+        return [name for name in dir(obj) if name.startswith(prefix)]
+    shape = tuple(len(vars(klass)) for klass in cls.__mro__)
+    cached = _CLASS_HOOKS.get((cls, prefix))
+    if cached is None or cached[0] != shape:
+        cached = _CLASS_HOOKS[(cls, prefix)] = (shape, [n for n in dir(cls) if n.startswith(prefix)])
+    own = [name for name in getattr(obj, "__dict__", ()) if name.startswith(prefix)]
+    if not own:
+        return cached[1]
+    return sorted(set(cached[1]).union(own))
 
 
 class _ConntypeTable(dict):
@@ -214,11 +246,11 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
             self.sendEvent(f"{self._event_prefix}.initialize", {})
 
     def _call_hooks(self, prefix):
-        for attr in dir(self):
-            if attr.startswith(prefix):
-                hook = getattr(self, attr, None)
-                if callable(hook):
-                    hook()
+        """Call every method whose name starts with ``prefix``, in ``dir()`` order."""
+        for attr in _hook_names(self, prefix):
+            hook = getattr(self, attr, None)
+            if callable(hook):
+                hook()
 
     def register_packet(self, name, obj, n=None):
         """Register packet object ``obj`` under ``name`` (``"namespace:category.name"``),
@@ -243,6 +275,10 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
         something to arrive. Exceptions raised by handlers are logged (logger
         ``peng3dnet``) and processing goes on.
         """
+        # Nothing to do is answered without entering the dispatch loop: one thread may
+        # pump hundreds of clients this way.
+        if not wait and not self._core.has_work:
+            return 0
         return self._process(wait, timeout)[0]
 
     def _process(self, wait, timeout, observe=None):

@@ -77,9 +77,12 @@ class _Sending:
     def _lookup(self, ptype):
         """:meth:`_route`, or with an app's registry its ``getInt`` (the packet object is
         then asked of its ``getObj`` when the hooks run: :data:`_ASK_REGISTRY`)."""
-        reg = self.registry
+        reg = self._registry
         if type(reg) in _PLAIN_REGISTRIES or not self._registry_overridden():
-            return self._route_in(reg, ptype)
+            # _route_in's cache hit, inline (this runs for every packet sent).
+            routes = getattr(reg, "_routes", None) if type(ptype) is str else None
+            route = routes.get(ptype) if routes is not None else None
+            return route if route is not None else self._route_in(reg, ptype)
         pid = self.registry.getInt(ptype)
         return pid, _ASK_REGISTRY, _internal_type(ptype), True, pid == _CLOSE_PID
 

@@ -6,6 +6,7 @@ import time
 
 from .. import _core, errors
 from .._hooks import library_default
+from .._hooks import overrides as _overrides
 from ..constants import (
     CONNTYPE_CLASSIC,
     CONNTYPE_NOTSET,
@@ -18,6 +19,7 @@ from ..constants import (
     STATE_INIT,
 )
 from ._common import (
+    _send_hooks_act,
     _ssl_state,
     log,
 )
@@ -162,6 +164,7 @@ class Client(_Peer):
             self._is_connected = True
         self.sendEvent("peng3dnet:client.connect", {"addr": tuple(self.addr), "sock": self.sock})
 
+    @library_default
     def runBlocking(self, selector=selectors.DefaultSelector):
         """Connect and keep the client running until :meth:`stop` is called.
 
@@ -172,16 +175,20 @@ class Client(_Peer):
         self._stopped.wait()
 
     def runAsync(self, selector=selectors.DefaultSelector):
-        """Like :meth:`runBlocking`, in a daemon thread named ``peng3dnet Client Thread``.
+        """Connect and return; the client then runs in the background until
+        :meth:`stop`.
 
         Connecting happens before this method returns, so connection errors are raised
-        here."""
+        here. The native core does the client's I/O, so no thread is needed: one is
+        started (a daemon thread named ``peng3dnet Client Thread``, as in the original)
+        only to run a ``runBlocking`` that the app replaced."""
         if not self._start():
             return
-        self._run_thread = threading.Thread(
-            name="peng3dnet Client Thread", target=self.runBlocking, args=[selector], daemon=True
-        )
-        self._run_thread.start()
+        if _overrides(self, "runBlocking"):
+            self._run_thread = threading.Thread(
+                name="peng3dnet Client Thread", target=self.runBlocking, args=[selector], daemon=True
+            )
+            self._run_thread.start()
 
     def _start(self):
         self.initialize()
@@ -242,17 +249,21 @@ class Client(_Peer):
         ``on_send``, the send event and the packet's ``_send`` run first, with the
         message (a SmartPacket's conditions decide there whether its ``send`` hook runs
         and whether ``invalid_action`` applies); then the packet is queued."""
-        if self._debugging_send():
+        if self.cfg["net.debug.print.send"]:  # _debugging_send(), inline
             self._debug("send", f"SEND {ptype}")
         if self._core.table_epoch != self._table_epoch:
             self._sync_registry()
         conn = self._conn
         if conn is None:
             conn = self._connection_of()
-        pid, pkt, internal, _, special = self._lookup(ptype)
-        ct = None if internal else self.conntypes.overriding(self.target_conntype, "send")
+        pid, pkt, internal, pkt_sees, special = self._lookup(ptype)
+        # conntypes.overriding(target, "send"), inline (this runs for every packet).
+        ct = None if internal else self.conntypes.get(self.target_conntype)
+        if ct is not None and not _overrides(ct, "send"):
+            ct = None
         if ct is None or not ct.send(data, ptype, cid):
-            self.on_send(ptype, data)
+            if "on_send" in self._own_hooks or "on_send" in self.__dict__:
+                self.on_send(ptype, data)
             if (
                 (self.peng is not None and self._events_on())
                 or "sendEvent" in self._own_hooks
@@ -261,7 +272,9 @@ class Client(_Peer):
                 self.sendEvent("peng3dnet:client.send", {"pid": ptype, "data": data})
             if pkt is _ASK_REGISTRY:
                 pkt = self.registry.getObj(ptype)
-            if pkt is not None:
+                if pkt is not None:
+                    pkt._send(data)
+            elif pkt is not None and _send_hooks_act(pkt, pkt_sees):
                 pkt._send(data)
         if self._replaying is None or self._replayed_frame(data) is None:
             if special:
@@ -403,9 +416,11 @@ class Client(_Peer):
         if self.remote_state < STATE_ACTIVE:
             self.remote_state = STATE_ACTIVE
 
+    @library_default
     def on_receive(self, ptype, msg):
         """Called for every packet received (after its handler)."""
 
+    @library_default
     def on_send(self, ptype, msg):
         """Called for every packet sent; ``msg`` is the message object."""
 

@@ -21,6 +21,7 @@ from ..constants import (
 )
 from ..packet import SmartPacket
 from ._common import (
+    _send_hooks_act,
     _ssl_state,
     log,
 )
@@ -238,14 +239,10 @@ class Server(_Peer):
         )
         ct = None if internal else self.conntypes.overriding(conn.conntype, "send")
         ct_send = ct is not None
+        own_on_send = client is not None and (client._own_on_send or "on_send" in client.__dict__)
+        pkt_hooks = pkt is not None and _send_hooks_act(pkt, pkt_sees)
         # The frame is made for the hooks only if one of them is not the library's no-op.
-        want_frame = (
-            events
-            or ct_send
-            or pkt_sees
-            or (client is not None and (client._own_on_send or "on_send" in client.__dict__))
-            or (pkt is not None and ("send" in pkt.__dict__ or "_send" in pkt.__dict__))
-        )
+        want_frame = events or ct_send or own_on_send or pkt_hooks
         frame = None if self._replaying is None else self._replayed_frame(data)
         if frame is None:
             if special:
@@ -256,7 +253,8 @@ class Server(_Peer):
                 return
         if ct_send and ct.send(frame, ptype, cid):
             return
-        if client is not None:
+        # Hooks that are the library's no-ops are skipped (see _send_hooks_act).
+        if own_on_send:
             client.on_send(ptype, frame)
         if events:
             self.sendEvent(
@@ -264,7 +262,8 @@ class Server(_Peer):
             )
         if pkt is _ASK_REGISTRY:
             pkt = self.registry.getObj(ptype)
-        if pkt is not None:
+            pkt_hooks = pkt is not None
+        if pkt_hooks:
             pkt._send(frame, cid)
 
     def stats(self, clients=False):
@@ -544,6 +543,7 @@ class ClientOnServer:
         if self.state < STATE_ACTIVE:
             self.state = STATE_ACTIVE
 
+    @library_default
     def on_receive(self, ptype, msg):
         """Called for every packet received from this client (after its handler)."""
 

@@ -1,0 +1,121 @@
+"""The shortcuts taken for apps that run many clients in one process (issue: performance
+as apps drive it) keep the documented behaviour: what each skips is shown to still
+happen where an app could notice."""
+
+import socket
+import threading
+import time
+
+import pytest
+from support import Recorder, packets_mixin, wait_until
+
+import peng3dnet
+from peng3dnet.net._peer import _hook_names
+
+
+class EchoServer(peng3dnet.Server):
+    _reg_packets_test = packets_mixin("test:echo")
+
+
+class EchoClient(peng3dnet.Client):
+    _reg_packets_test = packets_mixin("test:echo", cls=Recorder)
+
+
+def _client_threads():
+    return [t for t in threading.enumerate() if t.name == "peng3dnet Client Thread"]
+
+
+def test_started_clients_hold_no_thread_and_still_work(net):
+    server = net.server(EchoServer)
+    before = len(threading.enumerate())
+    clients = [net.client(server, EchoClient, process=False) for _ in range(20)]
+    assert len(threading.enumerate()) == before
+    assert _client_threads() == []
+    for client in clients:
+        client.send_message("test:echo", "hi")
+    assert wait_until(lambda: all(c.process() or c.test_packets["test:echo"].received for c in clients))
+    clients[1].join(5)  # no thread to wait for: returns after stop()
+    # runBlocking still connects and blocks until stop(), in whatever thread calls it.
+    blocking = EchoClient(addr=net.address(server))
+    net.clients.append(blocking)
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (blocking.runBlocking(), done.set()), daemon=True)
+    runner.start()
+    blocking.wait_for_connection(5)
+    assert not done.wait(0.2)
+    blocking.stop()
+    assert done.wait(5)
+
+
+def test_process_without_work_returns_zero_but_clears_an_interrupt(net):
+    server = net.server(EchoServer)
+    client = net.client(server, EchoClient, process=False)
+    while client.process():
+        pass
+    assert client.process() == 0
+    # interrupt() wakes the next wait once, whether or not a process() came between.
+    client.interrupt()
+    assert client.process() == 0
+    started = time.monotonic()
+    client.process(wait=True, timeout=0.3)
+    assert time.monotonic() - started >= 0.25
+
+
+class _Hooked(peng3dnet.Client):
+    def __init__(self, calls, **kwargs):
+        self.calls = calls
+        super().__init__(**kwargs)
+
+    def _reg_packets_b(self):
+        self.calls.append("b")
+
+    def _reg_packets_a(self):
+        self.calls.append("a")
+
+
+def test_registration_hooks_run_in_dir_order_including_late_and_own_ones():
+    calls = []
+    _Hooked(calls).initialize()
+    assert calls == ["a", "b"]
+    # A hook added to the class after its first instance is found too.
+    _Hooked._reg_packets_c = lambda self: self.calls.append("c")
+    try:
+        calls.clear()
+        _Hooked(calls).initialize()
+        assert calls == ["a", "b", "c"]
+        # And one set on the object itself, in dir() order with the others.
+        calls.clear()
+        client = _Hooked(calls)
+        client._reg_packets_ab = lambda: calls.append("ab")
+        client.initialize()
+        assert calls == ["a", "ab", "b", "c"]
+        assert _hook_names(client, "_reg_packets_") == [
+            name for name in dir(client) if name.startswith("_reg_packets_")
+        ]
+    finally:
+        del _Hooked._reg_packets_c
+
+
+def test_the_registry_takes_the_servers_ids_and_next_id(net):
+    class Extra(EchoServer):
+        def _reg_packets_extra(self):
+            self.register_packet("test:late", Recorder(self.registry, self), 300)
+
+    class ExtraClient(EchoClient):
+        def _reg_packets_extra(self):
+            self.register_packet("test:late", Recorder(self.registry, self))
+
+    server = net.server(Extra)
+    client = net.client(server, ExtraClient)
+    assert client.registry.getID("test:late") == 300
+    assert client.registry.nextid == 301  # after the highest id, as the rebuilt maps set it
+    assert client.registry.getID("test:echo") == server.registry.getID("test:echo")
+
+
+def test_a_refused_connect_raises_at_once():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: refused
+        client = EchoClient(addr=("127.0.0.1", port))
+        with pytest.raises(ConnectionRefusedError):
+            client.runAsync()
