@@ -142,7 +142,9 @@ def _serve(args):
         if now >= next_stats:
             next_stats = now + args.stats
             server.log(format_stats(server.stats()))
-    clients = len(server.clients)
+    # The core's count: a client whose connection the process thread has not yet
+    # dispatched is not in server.clients, but it is told why too.
+    clients = server.stats()["connections"]
     server.shutdown(join=True, timeout=5, reason="servershutdown")
     server.log(f"stopped; {clients} client(s) were told why")
     return 0

@@ -106,6 +106,15 @@ pub(crate) fn msgpack_decode_error(py: Python<'_>, err: &DecodeError) -> PyErr {
     }
 }
 
+/// `errno.EADDRINUSE` as Python reports it on this platform (Windows' Python uses the
+/// Winsock number, not the C library's).
+#[cfg(unix)]
+const ADDRESS_IN_USE: i32 = libc::EADDRINUSE;
+#[cfg(windows)]
+const ADDRESS_IN_USE: i32 = 10048; // WSAEADDRINUSE
+#[cfg(not(any(unix, windows)))]
+const ADDRESS_IN_USE: i32 = 98;
+
 /// An error of the in-process transport: the `OSError` a socket would raise in the
 /// same situation (`ConnectionRefusedError` with no server; errno `EADDRINUSE` for a
 /// name in use; `ValueError` for a malformed name).
@@ -114,7 +123,7 @@ pub(crate) fn memory_error(err: std::io::Error) -> PyErr {
     let message = err.to_string();
     match err.kind() {
         std::io::ErrorKind::ConnectionRefused => PyConnectionRefusedError::new_err(message),
-        std::io::ErrorKind::AddrInUse => PyOSError::new_err((libc::EADDRINUSE, message)),
+        std::io::ErrorKind::AddrInUse => PyOSError::new_err((ADDRESS_IN_USE, message)),
         std::io::ErrorKind::InvalidInput => PyValueError::new_err(message),
         _ => PyOSError::new_err(message),
     }

@@ -19,7 +19,6 @@
 //! The waiting thread calls [`DirectReaders::wait`] first, then takes from the inbox;
 //! the inbox itself knows nothing of sockets.
 
-use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -222,7 +221,7 @@ impl<S: DirectSocket> DirectReaders<S> {
                 conn.set_watched(false);
             }
             if ready < 0 {
-                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 return;

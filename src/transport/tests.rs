@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::client::{is_active_state, ClientOptions, ClientShared};
 use super::connection::Conn;
-use super::connection::{Event, Inbox};
+use super::connection::Event;
 use super::peer::PeerCommon;
 use super::server::ServerShared;
 use super::settings::{Keepalive, Settings};
@@ -526,6 +526,7 @@ fn full_memory_server_tells_the_client_why() {
 #[cfg(unix)]
 #[test]
 fn wakeup_socket_is_written_once_per_armed_wait() {
+    use super::connection::Inbox;
     use std::io::Read;
     use std::os::fd::FromRawFd;
     let log = |text: &str| Event::PeerLog {
@@ -564,6 +565,7 @@ fn wakeup_socket_is_written_once_per_armed_wait() {
     assert_eq!(inbox.wakeup_fd().unwrap(), -1);
 }
 
+#[cfg(unix)] // direct reading and event-loop watching exist on unix only
 /// Waits (at most `ms` milliseconds) until `fd` is readable, without reading it.
 fn poll_readable(fd: i64, ms: i32) -> bool {
     let mut pollfd = libc::pollfd {
@@ -575,6 +577,7 @@ fn poll_readable(fd: i64, ms: i32) -> bool {
     unsafe { libc::poll(&mut pollfd, 1, ms) > 0 }
 }
 
+#[cfg(unix)]
 /// The next packet with id 65 among `client`'s events, waiting on the inbox alone
 /// (at most [`WAIT`]): no thread reads the sockets meanwhile, as under an event loop.
 fn next_pong(client: &ClientShared) -> u64 {
@@ -596,6 +599,7 @@ fn next_pong(client: &ClientShared) -> u64 {
     panic!("the packet did not arrive");
 }
 
+#[cfg(unix)]
 #[test]
 fn an_event_loop_watching_the_sockets_reads_what_arrives() {
     let (server, client, conn) = direct_pair();
@@ -624,6 +628,7 @@ fn an_event_loop_watching_the_sockets_reads_what_arrives() {
     server.stop(None);
 }
 
+#[cfg(unix)]
 #[test]
 fn data_left_to_a_watcher_is_read_when_it_stops_watching() {
     let (server, client, conn) = direct_pair();
@@ -646,6 +651,7 @@ fn data_left_to_a_watcher_is_read_when_it_stops_watching() {
     server.stop(None);
 }
 
+#[cfg(unix)]
 /// The inode of the socket `fd` refers to now (None: the descriptor is closed).
 fn socket_inode(fd: i64) -> Option<libc::ino_t> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
@@ -655,6 +661,7 @@ fn socket_inode(fd: i64) -> Option<libc::ino_t> {
     ok.then(|| unsafe { stat.assume_init() }.st_ino)
 }
 
+#[cfg(unix)]
 #[test]
 fn a_socket_an_event_loop_was_told_to_drop_stays_open_until_it_stops_watching() {
     // libuv aborts the process if a descriptor it watches is closed (and reused by the
