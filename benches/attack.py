@@ -314,7 +314,15 @@ def server_report(proc):
 
 
 def run(
-    server_python, cfg, bombs=20, non_readers=20, big_frames=20, as_limit=None, max_frame=None, hold=10.0
+    server_python,
+    cfg,
+    bombs=20,
+    non_readers=20,
+    big_frames=20,
+    as_limit=None,
+    max_frame=None,
+    hold=10.0,
+    attacker_nice=0,
 ):
     """Runs the attack; returns the report (a dict)."""
     max_frame = max_frame or cfg.get("net.limits.max_frame", 256 * MIB)
@@ -327,6 +335,9 @@ def run(
         time.sleep(0.5)
         baseline, _ = rss_of(proc.pid)
         reset_peak(proc.pid)
+        if attacker_nice:
+            # Threads made from here on inherit it (Linux: niceness is per thread).
+            os.nice(attacker_nice)
         bomb = bomb_body() if bombs else b""
         junk = os.urandom(MIB)
         results = []
@@ -446,6 +457,12 @@ def main():
     parser.add_argument("--big-frames", type=int, default=20)
     parser.add_argument("--max-frame", type=int, default=None, help="frame size big-frame attackers send")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds a non-reader does not read")
+    parser.add_argument(
+        "--attacker-nice",
+        type=int,
+        default=0,
+        help="run the attackers at this niceness (stands in for attackers on other machines)",
+    )
     parser.add_argument("--as-limit", type=int, default=None, help="server address-space limit, bytes")
     parser.add_argument("--json", help="also write the report here")
     parser.add_argument("--honest", type=int, help=argparse.SUPPRESS)
@@ -471,6 +488,7 @@ def main():
         as_limit=args.as_limit,
         max_frame=args.max_frame,
         hold=args.hold,
+        attacker_nice=args.attacker_nice,
     )
     text = json.dumps(report, indent=2)
     print(text)

@@ -3,6 +3,7 @@ as apps drive it) keep the documented behaviour: what each skips is shown to sti
 happen where an app could notice."""
 
 import socket
+import sys
 import threading
 import time
 
@@ -119,3 +120,38 @@ def test_a_refused_connect_raises_at_once():
         client = EchoClient(addr=("127.0.0.1", port))
         with pytest.raises(ConnectionRefusedError):
             client.runAsync()
+
+
+def test_a_thread_sending_large_messages_lets_other_threads_run(net):
+    # A server thread that streams large blobs (a map, a world state) must not keep the
+    # app's other threads (its process thread answering requests) from the GIL: the
+    # copy into the frame and the write of a large frame happen with the GIL released.
+    # The switch interval is raised so that a sender that kept the GIL would show as
+    # waits of 100 ms in a thread that wakes up every millisecond.
+    blob = bytes(range(256)) * 1024  # 256 KiB
+    cfg = {"net.compress.enabled": False}
+    server = net.server(EchoServer, cfg=cfg)
+    net.client(server, EchoClient, cfg=cfg)
+    (cid,) = server.clients
+    waits, stop = [], threading.Event()
+
+    def waking_thread():
+        while not stop.is_set():
+            asleep = time.perf_counter()
+            time.sleep(0.001)
+            waits.append(time.perf_counter() - asleep - 0.001)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.1)
+    try:
+        waker = threading.Thread(target=waking_thread)
+        waker.start()
+        time.sleep(0.01)
+        for _ in range(300):
+            server.send_message("test:echo", blob, cid)
+        stop.set()
+        waker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(waits) > 5
+    assert max(waits) < 0.05, f"a thread waited {max(waits) * 1000:.0f} ms for the GIL"

@@ -17,6 +17,7 @@ Where ``impl_peng`` measures with the thread that dispatches, this one follows a
 import threading
 import time
 
+import impl_peng
 from common import (
     BLOB,
     DONE,
@@ -36,8 +37,6 @@ from common import (
 import peng3dnet
 from peng3dnet.constants import SIDE_CLIENT, SIDE_SERVER
 from peng3dnet.packet import SmartPacket
-
-CFG = {"net.limits.max_frame": 1 << 30, "net.limits.max_inflated": 1 << 30}
 
 
 def _packet_class(kind, side):
@@ -69,31 +68,16 @@ def _reg_packets_bench(self):
         self.register_packet(NAMES[kind], PACKETS[kind](self.registry, self))
 
 
-class AppServer(peng3dnet.Server):
+class AppServer(impl_peng.BenchServer):
+    """The suite's server with SmartPacket handlers, fanning out over ``server.clients``."""
+
     _reg_packets_bench = _reg_packets_bench
 
-    def __init__(self, params, **kwargs):
-        self.params = params
-        self.items = 0
-        self.ready = 0
-        super().__init__(cfg=dict(CFG), **kwargs)
-
-    def on_echo(self, msg, cid):
-        self.send_message(NAMES[ECHO], msg, cid)
-
-    on_blob = on_echo
-
-    def on_item(self, msg, cid):
-        self.items += 1
-        if self.items == self.params["count"]:
-            self.items = 0
-            self.send_message(NAMES[DONE], self.params["count"], cid)
-
     def on_ready(self, msg, cid):
-        self.ready += 1
-        if self.ready < self.params["clients"]:
+        self.ready.add(cid)
+        if len(self.ready) < self.params["clients"]:
             return
-        self.ready = 0
+        self.ready = set()
         update = update_message(0)
         for tick in range(self.params["updates"]):
             update["tick"] = tick
@@ -103,19 +87,9 @@ class AppServer(peng3dnet.Server):
                 for cid in list(self.clients):
                     self.send_message(NAMES[UPDATE], update, cid)
 
-    def on_done(self, msg, cid):
-        pass
-
-    on_update = on_done
-
 
 def serve(params):
-    server = AppServer(params, addr=("127.0.0.1", 0))
-    server.runAsync()
-    server.process_async()
-    while server.sock is None:
-        time.sleep(0.01)
-    return server.sock.getsockname()[1]
+    return impl_peng.serve(params, AppServer)
 
 
 class AppClient(peng3dnet.Client):
@@ -127,7 +101,7 @@ class AppClient(peng3dnet.Client):
         self.all_updates = None
         self.reply = threading.Event()
         self.done = threading.Event()
-        super().__init__(cfg=dict(CFG), **kwargs)
+        super().__init__(cfg=dict(impl_peng.CFG), **kwargs)
 
     def on_echo(self, msg, cid):
         self.replies += 1

@@ -99,8 +99,8 @@ class BenchServer(peng3dnet.Server):
     on_update = on_done
 
 
-def serve(params):
-    server = BenchServer(params, addr=("127.0.0.1", 0))
+def serve(params, server_class=BenchServer):
+    server = server_class(params, addr=("127.0.0.1", 0))
     server.runAsync()
     server.process_async()
     while server.sock is None:

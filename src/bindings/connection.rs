@@ -17,6 +17,22 @@ use crate::transport::peer::PeerCommon;
 use crate::transport::server::ServerShared;
 use crate::transport::socket::Endpoint;
 
+/// Frames from this size on are queued with the GIL released: writing one to a
+/// loopback socket takes tens of microseconds (the kernel runs the receiving side in
+/// the same call), time in which the app's other threads (its process thread
+/// answering requests) would otherwise wait for the GIL; a loop of such sends would
+/// hold it until Python's switch interval (5 ms) took it away.
+const SEND_WITHOUT_GIL_FROM: usize = 64 * 1024;
+
+/// Queues `frame` on `conn`, without the GIL if it is large.
+fn queue_frame(py: Python<'_>, conn: &Arc<Conn>, frame: bytes::Bytes, payload_len: usize) -> bool {
+    if frame.len() >= SEND_WITHOUT_GIL_FROM {
+        py.detach(|| conn.queue_frame(frame, payload_len))
+    } else {
+        conn.queue_frame(frame, payload_len)
+    }
+}
+
 /// The side a connection belongs to: a server (with all its connections) or a client.
 #[derive(Clone)]
 pub(crate) enum Side {
@@ -192,7 +208,7 @@ impl Connection {
         let (frame, payload_len) =
             convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
         let copy = want_frame.then(|| PyBytes::new(py, &frame));
-        if !self.conn.queue_frame(frame, payload_len) {
+        if !queue_frame(py, &self.conn, frame, payload_len) {
             return Ok(false.into_pyobject(py)?.to_owned().into_any());
         }
         Ok(match copy {
@@ -213,12 +229,16 @@ impl Connection {
     }
 
     /// Queues a frame made by `encode`. Returns false if the connection is closing.
-    fn queue(&self, frame: &[u8]) -> bool {
+    fn queue(&self, py: Python<'_>, frame: &[u8]) -> bool {
         // The statistics count a compressed body at its compressed size here: the
         // frame alone does not tell how large it was.
         let payload_len = frame.len().saturating_sub(packet::FRAME_OVERHEAD);
-        self.conn
-            .queue_frame(bytes::Bytes::copy_from_slice(frame), payload_len)
+        queue_frame(
+            py,
+            &self.conn,
+            bytes::Bytes::copy_from_slice(frame),
+            payload_len,
+        )
     }
 
     /// Closes gracefully: queued packets, then a close packet with `reason`.
