@@ -391,9 +391,16 @@ impl Conn {
 
     /// Carries out actions returned by the handshake rules (or requested by Python).
     pub fn apply(self: &Arc<Self>, actions: Vec<Action>) {
+        // A state set together with the end of the handshake is announced once the
+        // handshake's event is queued: a `wait_for_connection` that returns can count
+        // on a `process()` after it finding that event.
+        let completing = actions
+            .iter()
+            .any(|action| matches!(action, Action::HandshakeComplete));
         for action in actions {
             match action {
                 Action::Send { pid, body } => self.send_internal(pid, &body),
+                Action::SetState(value) if completing => self.state.store(value, Ordering::SeqCst),
                 Action::SetState(value) => self.set_state(value),
                 Action::SetConntype(name) => self.set_conntype(name),
                 Action::HandshakeComplete => {

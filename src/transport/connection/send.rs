@@ -2,9 +2,10 @@
 //! nothing is queued, queued for the writer task otherwise; packets the core builds
 //! (handshake, heartbeats) and their reports to Python.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -18,6 +19,27 @@ use crate::transport::stats::Traffic;
 use crate::transport::sync::Unpoisoned;
 
 use super::{Conn, STREAMING_GAP_US};
+
+thread_local! {
+    /// When this thread last sent on any connection.
+    static THREAD_LAST_SEND: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Whether the calling thread is in a burst of sends (its previous send, on any
+/// connection, was less than [`STREAMING_GAP_US`] ago), noting this send.
+///
+/// A thread looping over its clients (a fan-out) sends to each connection only once
+/// per round, so each send looks like a reply after a pause to that connection; but
+/// writing each frame from the sending thread costs a system call per client in the
+/// one thread that runs Python. Queued instead, the frames are written by the I/O
+/// threads, in parallel with the loop.
+fn thread_in_burst() -> bool {
+    let now = Instant::now();
+    THREAD_LAST_SEND.with(|last| {
+        let previous = last.replace(Some(now));
+        previous.is_some_and(|at| now - at < Duration::from_micros(STREAMING_GAP_US))
+    })
+}
 
 impl Conn {
     /// Queues a complete frame whose body was `payload_len` bytes before compression
@@ -54,7 +76,8 @@ impl Conn {
         // into few large writes; a send after a pause (a request, a reply) is written
         // at once. `out_bytes` counts bytes until they are written, so zero also means
         // that the writer task is idle.
-        let streaming = now.saturating_sub(previous) < STREAMING_GAP_US;
+        let burst = thread_in_burst();
+        let streaming = burst || now.saturating_sub(previous) < STREAMING_GAP_US;
         if let Some(direct) = direct
             .as_ref()
             .filter(|_| !streaming && self.queued_bytes() == 0)
