@@ -34,7 +34,6 @@ from common import (
     update_message,
 )
 
-import peng3dnet
 from peng3dnet.constants import SIDE_CLIENT, SIDE_SERVER
 from peng3dnet.packet import SmartPacket
 
@@ -92,32 +91,20 @@ def serve(params):
     return impl_peng.serve(params, AppServer)
 
 
-class AppClient(peng3dnet.Client):
+class AppClient(impl_peng.BenchClient):
+    """The suite's client with SmartPacket handlers; its handler signals each reply."""
+
     _reg_packets_bench = _reg_packets_bench
 
     def __init__(self, **kwargs):
-        self.replies = 0
-        self.updates = 0
-        self.all_updates = None
         self.reply = threading.Event()
-        self.done = threading.Event()
-        super().__init__(cfg=dict(impl_peng.CFG), **kwargs)
+        super().__init__(**kwargs)
 
     def on_echo(self, msg, cid):
-        self.replies += 1
+        super().on_echo(msg, cid)
         self.reply.set()
 
     on_blob = on_done = on_echo
-
-    def on_update(self, msg, cid):
-        self.updates += 1
-        if self.updates == self.all_updates:
-            self.done.set()
-
-    def on_item(self, msg, cid):
-        pass
-
-    on_ready = on_item
 
 
 def run_client(params):
