@@ -28,7 +28,8 @@
 //!   certificate checks, security levels), [`memory`] (the names of the in-process
 //!   transport; it knows a server only as a `Listener`), [`budget`] (the memory a
 //!   peer's connections hold, against one limit; it knows them only as `Holder`s),
-//!   [`dial`] (connecting a TCP socket: a first step that never blocks, then the wait).
+//!   [`dial`] (connecting a TCP socket: a first step that never blocks, then the wait),
+//!   `bulk` (low-priority threads for CPU-heavy work peers cause: large inflates).
 //! * One connection: [`inbox`] (the ordered events of one peer's Python side, a queue
 //!   that knows its events only as `Queued`), [`connection`] (its shared state, the
 //!   events it queues; `send`, `receive` and `close` within it; a leaf that names
@@ -53,6 +54,7 @@
 //! connections and drained by Python.
 
 pub mod budget;
+mod bulk;
 pub mod client;
 pub mod connection;
 pub mod dial;

@@ -67,8 +67,11 @@ pub(super) struct ReadState {
     read_limits: ReadLimits,
     /// After a protocol error or once the connection is over, input is read and dropped.
     discarding: bool,
-    /// An internal packet waiting for a connection type's `init` in Python; nothing
-    /// after it is handled before it.
+    /// A frame that [`Conn::handle_frame_now`] held back (an internal packet waiting
+    /// for a connection type's `init` in Python, or a large body to inflate on a bulk
+    /// thread): only the reader task handles it, and nothing after it is handled
+    /// before it. It stays here until it is handled, so that a Python thread reading
+    /// the socket meanwhile leaves the socket alone.
     stalled: Option<Frame>,
     /// Bytes of the decoder's buffer charged to the memory budget.
     charged: usize,
@@ -187,6 +190,7 @@ impl ReadState {
 
     /// Goes on after a stalled frame was handled, or broke the protocol.
     fn resume_after_stall(&mut self, conn: &Arc<Conn>, handled: Result<(), ProtocolError>) {
+        self.stalled = None;
         match handled {
             Ok(()) => self.handle_buffered(conn),
             Err(err) => {
@@ -222,8 +226,8 @@ impl ReadState {
         }
     }
 
-    /// Handles every complete frame in the decoder, stopping at one that must wait for
-    /// a connection type's `init` (kept in `stalled`).
+    /// Handles every complete frame in the decoder, stopping at one that is held back
+    /// (kept in `stalled`).
     fn handle_buffered(&mut self, conn: &Arc<Conn>) {
         while !self.discarding && self.stalled.is_none() {
             // Small frames only until the handshake is done (checked per frame until
@@ -276,7 +280,8 @@ impl ReadState {
 pub struct TcpReader {
     conn: Arc<Conn>,
     state: Mutex<ReadState>,
-    /// Wakes the reader task when a Python thread left a stalled frame behind.
+    /// Wakes the reader task when a Python thread left a stalled frame behind (one
+    /// held back while the task handles it wakes it once more: it finds nothing).
     handover: Notify,
     /// Threads waiting in `poll(2)` on this socket right now: the reader task leaves
     /// arrived data to them (see [`wait_for_data`]).
@@ -370,9 +375,9 @@ impl DirectSocket for TcpReader {
     }
 }
 
-/// Hands a stalled frame to the handshake rules once its connection type's `init` is
-/// done; `None` if the connection was stopped first. Boxed: a task is as large as its
-/// largest wait, and this one is rare.
+/// Handles a stalled frame (see [`Conn::handle_held_frame`]); `None` if the
+/// connection was stopped first. Boxed: a task is as large as its largest wait, and
+/// this one is rare.
 async fn resume_stalled(
     conn: &Arc<Conn>,
     frame: Frame,
@@ -381,7 +386,7 @@ async fn resume_stalled(
     Box::pin(async {
         tokio::select! {
             () = conn.cancel.cancelled() => None,
-            handled = conn.handle_frame_after_init(frame, limits) => Some(handled),
+            handled = conn.handle_held_frame(frame, limits) => Some(handled),
         }
     })
     .await
@@ -411,7 +416,7 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
     loop {
         let (discarding, stalled) = {
             let mut state = shared.lock();
-            (state.must_discard(&conn), state.stalled.take())
+            (state.must_discard(&conn), state.stalled.clone())
         };
         // The rare waits are boxed: a task is as large as its largest wait, for every
         // connection and all the time (this loop's was over 1 KiB).
@@ -569,7 +574,7 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
             }
             continue;
         }
-        if let Some(frame) = state.stalled.take() {
+        if let Some(frame) = state.stalled.clone() {
             let Some(handled) = resume_stalled(&conn, frame, state.read_limits).await else {
                 break;
             };

@@ -232,6 +232,45 @@ fn threads_waiting_for_events_read_their_sockets_themselves() {
 }
 
 #[test]
+fn large_compressed_bodies_keep_their_place_among_small_packets() {
+    // Large bodies inflate on a bulk thread; what follows them must still arrive after
+    // them, whoever reads the socket (here a thread waiting in `take`).
+    let (server, _client, conn) = direct_pair();
+    let sizes = [3 << 20, 16, 300 << 10, 40 << 10, 16, 1 << 20, 200 << 10, 16];
+    let sent: Vec<Value> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| Value::from(format!("{i}:").repeat(size / 2 + 1)))
+        .collect();
+    for value in &sent {
+        assert!(send(&conn, 64, value));
+    }
+    let mut received = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while received.len() < sent.len() && Instant::now() < deadline {
+        for event in server
+            .common
+            .take_events(1024, true, Some(Duration::from_millis(50)))
+        {
+            if let Event::Packet { pid: 64, body, .. } = event {
+                received.push(Value::decode(&body, ReadLimits::default()).unwrap());
+            }
+        }
+    }
+    assert_eq!(received.len(), sent.len(), "packets lost");
+    for (i, (got, expected)) in received.iter().zip(&sent).enumerate() {
+        // (Not assert_eq: the values are megabytes long.)
+        assert!(got == expected, "packet {i} is not the {i}th sent");
+    }
+    let traffic = conn.traffic();
+    assert!(
+        traffic.payload_out > traffic.wire_body_out * 10,
+        "the bodies were not compressed"
+    );
+    server.stop(None);
+}
+
+#[test]
 fn registry_mismatch_closes_both_sides_with_the_reason() {
     let (server, addr) = server_with(&[("test:a", 64)]);
     let client = client_with(&[("test:a", 64), ("test:extra", 65)]);

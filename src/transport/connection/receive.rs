@@ -1,5 +1,6 @@
 //! Receiving on a connection: frames to the inbox or through the handshake rules,
-//! internal packets held while a connection type's `init` runs in Python, and the
+//! internal packets held while a connection type's `init` runs in Python, large
+//! compressed bodies inflated on the bulk threads, and the
 //! heartbeat and handshake timers (rules in [`crate::peer::heartbeat`]).
 
 use std::sync::atomic::Ordering;
@@ -13,11 +14,21 @@ use crate::peer::constants::{pid, reason, state};
 use crate::peer::heartbeat::{Cadence, Heard, Tick};
 use crate::protocol::msgpack::{ReadLimits, Value};
 use crate::protocol::packet;
-use crate::protocol::{Frame, FrameError, Header, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT};
+use crate::protocol::{
+    Flags, Frame, FrameError, Header, InflateError, ProtocolError, HEADER_LEN, INTERNAL_ID_LIMIT,
+};
+use crate::transport::bulk;
 use crate::transport::stats::Traffic;
 use crate::transport::timers::{self, Timed, Timer};
 
 use super::Conn;
+
+/// Bodies that inflate to at most this many bytes are inflated by whoever handles
+/// their frame (a reader task, or a Python thread reading its socket); larger ones on
+/// a bulk thread, at a lower priority (see [`crate::transport::bulk`]). A larger one
+/// costs this much inflating twice, or nothing if its compressed body alone is over a
+/// quarter of it (it is sent to a bulk thread without trying).
+const INLINE_INFLATE_MAX: usize = 256 * 1024;
 
 impl Conn {
     /// Python finished running a connection type's `init`: held internal packets may
@@ -43,42 +54,112 @@ impl Conn {
     // --- receiving ------------------------------------------------------------------
 
     /// Handles one received frame now: app packets go to the inbox, internal ones
-    /// through the handshake rules first. Gives the frame back, untouched, if it is an
-    /// internal packet that must wait for a connection type's `init` in Python (see
-    /// [`Conn::wait_for_init`]); the reader hands it back once that is done.
+    /// through the handshake rules first. Gives the frame back, untouched, to be
+    /// handled later by [`Conn::handle_held_frame`] (which the reader does before any
+    /// frame after it) if it is an internal packet that must wait for a connection
+    /// type's `init` in Python (see [`Conn::wait_for_init`]), or a compressed body
+    /// that inflates to more than [`INLINE_INFLATE_MAX`].
     pub(in crate::transport) fn handle_frame_now(
         self: &Arc<Self>,
         frame: Frame,
         read_limits: ReadLimits,
     ) -> Result<Option<Frame>, ProtocolError> {
-        let packet_id = frame.header.pid;
-        let internal = packet_id < INTERNAL_ID_LIMIT;
-        if internal && packet_id != pid::CLOSE {
-            if self.init_pending.load(Ordering::SeqCst) && !self.is_finished() {
+        match self.gate(frame.header.pid) {
+            Gate::Hold => return Ok(Some(frame)),
+            Gate::Drop => return Ok(None),
+            Gate::Open => {}
+        }
+        let limit = self.inflate_limit();
+        let inline_limit = limit.min(INLINE_INFLATE_MAX);
+        let compressed = frame.header.flags.contains(Flags::COMPRESSED);
+        if compressed && inline_limit < limit && frame.body.len() > INLINE_INFLATE_MAX / 4 {
+            // It would almost surely inflate beyond the inline limit: no attempt.
+            return Ok(Some(frame));
+        }
+        let (body, _inflating) = match self.open_body(&frame, inline_limit) {
+            Err(ProtocolError::Inflate(InflateError::TooLarge { .. })) if inline_limit < limit => {
                 return Ok(Some(frame));
             }
-            if self.is_finished() {
-                return Ok(None);
+            opened => opened?,
+        };
+        self.deliver(&frame, body, read_limits)?;
+        Ok(None)
+    }
+
+    /// Handles a frame that [`Conn::handle_frame_now`] gave back: once the connection
+    /// type's `init` is done (dropped if the connection ends first), a compressed body
+    /// inflated on a bulk thread (see [`crate::transport::bulk`]).
+    pub(in crate::transport) async fn handle_held_frame(
+        self: &Arc<Self>,
+        frame: Frame,
+        read_limits: ReadLimits,
+    ) -> Result<(), ProtocolError> {
+        loop {
+            self.wait_for_init().await;
+            if self.cancel.is_cancelled() || self.is_finished() {
+                return Ok(());
+            }
+            match self.gate(frame.header.pid) {
+                Gate::Hold => continue,
+                Gate::Drop => return Ok(()),
+                Gate::Open => break,
             }
         }
-        let (body, _inflating) = self.open_body(&frame)?;
+        let limit = self.inflate_limit();
+        let (body, _inflating) = if frame.header.flags.contains(Flags::COMPRESSED) {
+            let conn = self.clone();
+            let held = frame.clone();
+            bulk::run(move || conn.open_body(&held, limit))
+                .await
+                .unwrap_or_else(|| {
+                    Err(InflateError::Corrupt("the inflating thread failed".into()).into())
+                })?
+        } else {
+            self.open_body(&frame, limit)?
+        };
+        self.deliver(&frame, body, read_limits)
+    }
+
+    /// Whether a frame with `packet_id` may be handled now.
+    fn gate(&self, packet_id: u32) -> Gate {
+        if packet_id >= INTERNAL_ID_LIMIT || packet_id == pid::CLOSE {
+            Gate::Open
+        } else if self.is_finished() {
+            Gate::Drop
+        } else if self.init_pending.load(Ordering::SeqCst) {
+            Gate::Hold
+        } else {
+            Gate::Open
+        }
+    }
+
+    /// Queues a received packet whose body is opened, after running an internal one
+    /// through the handshake rules. A body that is not valid msgpack breaks the
+    /// protocol.
+    fn deliver(
+        self: &Arc<Self>,
+        frame: &Frame,
+        body: Bytes,
+        read_limits: ReadLimits,
+    ) -> Result<(), ProtocolError> {
+        let packet_id = frame.header.pid;
         Traffic::add(&self.traffic.wire_body_in, frame.body.len());
         Traffic::add(&self.traffic.payload_in, body.len());
         let flags = frame.header.flags.bits();
-        if !internal {
+        if packet_id >= INTERNAL_ID_LIMIT {
             self.inbox.push(Event::Packet {
                 conn: self.clone(),
                 pid: packet_id,
                 flags,
                 body,
             });
-            return Ok(None);
+            return Ok(());
         }
         let msg = Value::decode(&body, read_limits)?;
         if packet_id == pid::HEARTBEAT {
             // Heartbeats stay in the core: the registry does not know them.
             self.heartbeat_received(&msg);
-            return Ok(None);
+            return Ok(());
         }
         if let Some(sent) = self.probes().handshake_answered() {
             self.set_rtt(sent);
@@ -92,42 +173,27 @@ impl Conn {
             body,
         });
         self.apply(actions);
-        Ok(None)
+        Ok(())
     }
 
-    /// The msgpack body of a received frame, inflated within the limit for the
-    /// connection's state and within the memory budget, with the charge for the
-    /// inflated body: it is given back once the body is queued (and charged) as an
-    /// event.
-    fn open_body(&self, frame: &Frame) -> Result<(Bytes, Charged<'_>), ProtocolError> {
-        let mut inflating = Charged(self, 0);
-        let body = packet::open_body_within(frame, self.inflate_limit(), &mut |n| {
-            let granted = self.try_charge_memory(n);
+    /// The msgpack body of a received frame, inflated within `limit` and within the
+    /// memory budget, with the charge for the inflated body: it is given back once the
+    /// body is queued (and charged) as an event. Stops early once the connection is
+    /// stopped (a bulk thread may still be inflating for it).
+    fn open_body(
+        self: &Arc<Self>,
+        frame: &Frame,
+        limit: usize,
+    ) -> Result<(Bytes, Charged), ProtocolError> {
+        let mut inflating = Charged(self.clone(), 0);
+        let body = packet::open_body_within(frame, limit, &mut |n| {
+            let granted = !self.cancel.is_cancelled() && self.try_charge_memory(n);
             if granted {
                 inflating.1 += n;
             }
             granted
         })?;
         Ok((body, inflating))
-    }
-
-    /// Handles a frame that [`Conn::handle_frame_now`] gave back, once the connection
-    /// type's `init` is done (dropped if the connection ends first).
-    pub(in crate::transport) async fn handle_frame_after_init(
-        self: &Arc<Self>,
-        mut frame: Frame,
-        read_limits: ReadLimits,
-    ) -> Result<(), ProtocolError> {
-        loop {
-            self.wait_for_init().await;
-            if self.cancel.is_cancelled() || self.is_finished() {
-                return Ok(());
-            }
-            match self.handle_frame_now(frame, read_limits)? {
-                None => return Ok(()),
-                Some(again) => frame = again,
-            }
-        }
     }
 
     /// Queues a packet for Python as if it had arrived on this connection (for the
@@ -243,10 +309,19 @@ impl Conn {
     }
 }
 
-/// Bytes charged to a connection's memory budget for as long as this lives.
-struct Charged<'a>(&'a Conn, usize);
+/// Whether a frame may be handled now (see [`Conn::handle_frame_now`]).
+enum Gate {
+    Open,
+    /// An internal packet while a connection type's `init` runs.
+    Hold,
+    /// An internal packet after the connection ended.
+    Drop,
+}
 
-impl Drop for Charged<'_> {
+/// Bytes charged to a connection's memory budget for as long as this lives.
+struct Charged(Arc<Conn>, usize);
+
+impl Drop for Charged {
     fn drop(&mut self) {
         self.0.release_memory(self.1);
     }
