@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use super::convert;
+use super::convert::{self, EncodedFrame};
 use super::errors;
 use super::stats;
 use crate::protocol::packet;
@@ -26,10 +26,25 @@ const SEND_WITHOUT_GIL_FROM: usize = 64 * 1024;
 
 /// Queues `frame` on `conn`, without the GIL if it is large.
 fn queue_frame(py: Python<'_>, conn: &Arc<Conn>, frame: bytes::Bytes, payload_len: usize) -> bool {
-    if frame.len() >= SEND_WITHOUT_GIL_FROM {
-        py.detach(|| conn.queue_frame(frame, payload_len))
+    queue_encoded(py, conn, EncodedFrame::Whole(frame), payload_len)
+}
+
+/// [`queue_frame`] for a frame made by [`convert::encode_frame_pieces`].
+fn queue_encoded(
+    py: Python<'_>,
+    conn: &Arc<Conn>,
+    frame: EncodedFrame,
+    payload_len: usize,
+) -> bool {
+    let frame_len = frame.len();
+    let queue = move || match frame {
+        EncodedFrame::Whole(frame) => conn.queue_frame(frame, payload_len),
+        EncodedFrame::Pieces(pieces) => conn.queue_frame_pieces(pieces, payload_len),
+    };
+    if frame_len >= SEND_WITHOUT_GIL_FROM {
+        py.detach(queue)
     } else {
-        conn.queue_frame(frame, payload_len)
+        queue()
     }
 }
 
@@ -205,10 +220,17 @@ impl Connection {
         if self.conn.is_closing() {
             return Ok(false.into_pyobject(py)?.to_owned().into_any());
         }
-        let (frame, payload_len) =
-            convert::encode_frame(py, pid, msg, &self.conn.settings().compression)?;
-        let copy = want_frame.then(|| PyBytes::new(py, &frame));
-        if !queue_frame(py, &self.conn, frame, payload_len) {
+        let compression = &self.conn.settings().compression;
+        // Only a caller that wants no copy of the frame may have it sent in pieces.
+        let (frame, payload_len, copy) = if want_frame {
+            let (frame, payload_len) = convert::encode_frame(py, pid, msg, compression)?;
+            let copy = PyBytes::new(py, &frame);
+            (EncodedFrame::Whole(frame), payload_len, Some(copy))
+        } else {
+            let (frame, payload_len) = convert::encode_frame_pieces(py, pid, msg, compression)?;
+            (frame, payload_len, None)
+        };
+        if !queue_encoded(py, &self.conn, frame, payload_len) {
             return Ok(false.into_pyobject(py)?.to_owned().into_any());
         }
         Ok(match copy {

@@ -50,14 +50,59 @@ fn timestamp_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 
 /// Appends the msgpack encoding of `obj` to `out`, byte-identical to `msgpack.packb(obj)`.
 pub(crate) fn pack(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
-    pack_at(obj, out, 0)
+    let mut packing = PackOut::copying(std::mem::take(out));
+    let packed = pack_at(obj, &mut packing, 0);
+    *out = packing.buf;
+    packed
+}
+
+/// Where packing writes: a buffer, and, if the caller can send a large `bytes` object
+/// from where it lies ([`PackOut::borrowing`]), the first such object, which is left
+/// out of the buffer: its data belong at offset `borrowed.0` of it.
+pub(crate) struct PackOut {
+    buf: Vec<u8>,
+    may_borrow: bool,
+    borrowed: Option<(usize, Py<PyBytes>)>,
+}
+
+impl PackOut {
+    /// Everything is copied into `buf`.
+    fn copying(buf: Vec<u8>) -> PackOut {
+        PackOut {
+            buf,
+            may_borrow: false,
+            borrowed: None,
+        }
+    }
+
+    /// The first `bytes` object from [`BORROW_FROM`] bytes on is left out of `buf`.
+    fn borrowing(buf: Vec<u8>) -> PackOut {
+        PackOut {
+            buf,
+            may_borrow: true,
+            borrowed: None,
+        }
+    }
+}
+
+impl std::ops::Deref for PackOut {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for PackOut {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
 }
 
 fn check_len(len: usize, what: &str) -> PyResult<u32> {
     u32::try_from(len).map_err(|_| PyValueError::new_err(format!("{what} is too large")))
 }
 
-fn pack_at(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+fn pack_at(obj: &Bound<'_, PyAny>, out: &mut PackOut, level: usize) -> PyResult<()> {
     if level > PACK_MAX_LEVEL {
         return Err(PyValueError::new_err("recursion limit exceeded."));
     }
@@ -88,7 +133,7 @@ fn pack_at(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, level: usize) -> PyResult<
 
 /// Subclasses and the rarer types, in `msgpack.packb`'s order.
 #[inline(never)]
-fn pack_unlikely(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+fn pack_unlikely(obj: &Bound<'_, PyAny>, out: &mut PackOut, level: usize) -> PyResult<()> {
     let py = obj.py();
     if obj.is_instance_of::<PyInt>() {
         return pack_int(obj, out);
@@ -187,13 +232,21 @@ fn pack_int(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
 /// the GIL for ~0.2 ms per 256 KiB send, stalling its process thread).
 const COPY_WITHOUT_GIL_FROM: usize = 64 * 1024;
 
-fn pack_bytes(b: &Bound<'_, PyBytes>, out: &mut Vec<u8>) -> PyResult<()> {
+/// `bytes` from this size on may be sent from the object itself (see
+/// [`encode_frame_pieces`]): copying them into the frame costs more than a piece.
+const BORROW_FROM: usize = 64 * 1024;
+
+fn pack_bytes(b: &Bound<'_, PyBytes>, out: &mut PackOut) -> PyResult<()> {
     let data = b.as_bytes();
     if data.len() < COPY_WITHOUT_GIL_FROM {
         return pack_bin(data, out, "bytes");
     }
     let len = check_len(data.len(), "bytes object")?;
     write::write_bin_header(out, len);
+    if out.may_borrow && out.borrowed.is_none() && data.len() >= BORROW_FROM {
+        out.borrowed = Some((out.buf.len(), b.clone().unbind()));
+        return Ok(());
+    }
     out.reserve(data.len());
     // A `bytes` object never changes, and `b` keeps it alive until we return, so its
     // buffer may be read by this thread while another one holds the GIL.
@@ -214,7 +267,7 @@ fn pack_bin(bytes: &[u8], out: &mut Vec<u8>, what: &str) -> PyResult<()> {
     Ok(())
 }
 
-fn pack_dict(d: &Bound<'_, PyDict>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+fn pack_dict(d: &Bound<'_, PyDict>, out: &mut PackOut, level: usize) -> PyResult<()> {
     write::write_map_header(out, check_len(d.len(), "dict")?);
     for (key, value) in d.iter() {
         pack_at(&key, out, level + 1)?;
@@ -223,7 +276,7 @@ fn pack_dict(d: &Bound<'_, PyDict>, out: &mut Vec<u8>, level: usize) -> PyResult
     Ok(())
 }
 
-fn pack_list(l: &Bound<'_, PyList>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+fn pack_list(l: &Bound<'_, PyList>, out: &mut PackOut, level: usize) -> PyResult<()> {
     let len = l.len();
     write::write_array_header(out, check_len(len, "list")?);
     let mut written = 0;
@@ -241,7 +294,7 @@ fn pack_list(l: &Bound<'_, PyList>, out: &mut Vec<u8>, level: usize) -> PyResult
     Ok(())
 }
 
-fn pack_tuple(t: &Bound<'_, PyTuple>, out: &mut Vec<u8>, level: usize) -> PyResult<()> {
+fn pack_tuple(t: &Bound<'_, PyTuple>, out: &mut PackOut, level: usize) -> PyResult<()> {
     write::write_array_header(out, check_len(t.len(), "tuple")?);
     for item in t.iter() {
         pack_at(&item, out, level + 1)?;
@@ -262,6 +315,17 @@ pub(crate) fn encode_frame(
     let mut out = Vec::with_capacity(64);
     let start = packet::begin_frame(&mut out);
     pack(msg, &mut out)?;
+    encode_packed(py, pid, out, start, compression)
+}
+
+/// Completes the frame whose body was packed after `start` in `out`.
+fn encode_packed(
+    py: Python<'_>,
+    pid: u32,
+    mut out: Vec<u8>,
+    start: usize,
+    compression: &Compression,
+) -> PyResult<(bytes::Bytes, usize)> {
     let body_len = out.len() - start - packet::FRAME_OVERHEAD;
     let (out, result) = if compression.applies_to(body_len) {
         py.detach(|| {
@@ -274,6 +338,89 @@ pub(crate) fn encode_frame(
     };
     result.map_err(|err| PyValueError::new_err(format!("cannot send packet {pid}: {err}")))?;
     Ok((bytes::Bytes::from(out), body_len))
+}
+
+/// A frame as [`encode_frame_pieces`] makes it.
+pub(crate) enum EncodedFrame {
+    /// In one buffer.
+    Whole(bytes::Bytes),
+    /// In pieces that follow each other on the wire: the head of the frame, the data
+    /// of a large `bytes` object of the message (the object's own buffer), the rest.
+    Pieces(Vec<bytes::Bytes>),
+}
+
+impl EncodedFrame {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            EncodedFrame::Whole(frame) => frame.len(),
+            EncodedFrame::Pieces(pieces) => pieces.iter().map(bytes::Bytes::len).sum(),
+        }
+    }
+}
+
+/// The buffer of a `bytes` object, as a piece of a frame: the object is immutable and
+/// kept alive with it, so its data may be read by any thread (and is, by the thread
+/// that writes the frame). Dropping it without the GIL leaves the reference to be
+/// released the next time a thread of ours holds the GIL (pyo3's reference pool).
+struct BytesObjectData {
+    /// Held for `address` to stay valid (never read).
+    _object: Py<PyBytes>,
+    address: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for BytesObjectData {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: the immutable buffer of `object`, which this holds a reference to.
+        unsafe { std::slice::from_raw_parts(self.address as *const u8, self.len) }
+    }
+}
+
+/// [`encode_frame`], except that the data of the message's first `bytes` object of
+/// 64 KiB or more is not copied if the body is sent uncompressed (compression off,
+/// below its threshold, or a body that does not look compressible: images, archives,
+/// already compressed data): the frame is then its head, the object's own buffer and
+/// the rest. Saves a copy of the data into fresh memory (and the page faults) per send.
+pub(crate) fn encode_frame_pieces(
+    py: Python<'_>,
+    pid: u32,
+    msg: &Bound<'_, PyAny>,
+    compression: &Compression,
+) -> PyResult<(EncodedFrame, usize)> {
+    let mut out = PackOut::borrowing(Vec::with_capacity(64));
+    let start = packet::begin_frame(&mut out);
+    pack_at(msg, &mut out, 0)?;
+    let PackOut { buf, borrowed, .. } = out;
+    let Some((offset, object)) = borrowed else {
+        return encode_packed(py, pid, buf, start, compression)
+            .map(|(frame, len)| (EncodedFrame::Whole(frame), len));
+    };
+    let data = BytesObjectData {
+        address: object.bind(py).as_bytes().as_ptr() as usize,
+        len: object.bind(py).as_bytes().len(),
+        _object: object,
+    };
+    let body_len = buf.len() - start - packet::FRAME_OVERHEAD + data.len;
+    let at = offset - start - packet::FRAME_OVERHEAD;
+    let mut buf = buf;
+    // Judging (and perhaps compressing) a large body takes a while: without the GIL.
+    let finished = py.detach(|| {
+        packet::finish_frame_around(&mut buf, start, pid, compression, data.as_ref(), at)
+    });
+    let split = finished
+        .map_err(|err| PyValueError::new_err(format!("cannot send packet {pid}: {err}")))?;
+    let frame = bytes::Bytes::from(buf);
+    let encoded = match split {
+        None => EncodedFrame::Whole(frame),
+        Some(split) => {
+            let mut pieces = vec![frame.slice(..split), bytes::Bytes::from_owner(data)];
+            if split < frame.len() {
+                pieces.push(frame.slice(split..));
+            }
+            EncodedFrame::Pieces(pieces)
+        }
+    };
+    Ok((encoded, body_len))
 }
 
 // ---------------------------------------------------------------------------------

@@ -89,21 +89,47 @@ const SAMPLED_FROM: usize = 256 * 1024;
 /// would misjudge data that level 6 shrinks well. A random sample costs about 60 us at
 /// level 6.)
 pub fn looks_compressible(data: &[u8], level: u32) -> bool {
-    if data.len() <= SAMPLED_FROM {
+    looks_compressible_in(&[data], level)
+}
+
+/// [`looks_compressible`] for a body made of `pieces` that follow each other.
+pub fn looks_compressible_in(pieces: &[&[u8]], level: u32) -> bool {
+    let len: usize = pieces.iter().map(|piece| piece.len()).sum();
+    if len <= SAMPLED_FROM {
         return true;
     }
-    let middle = data.len() / 2 - SAMPLE_LEN / 2;
+    let middle = len / 2 - SAMPLE_LEN / 2;
+    let mut sample = Vec::with_capacity(SAMPLE_LEN);
     let mut packed = Vec::with_capacity(SAMPLE_LEN + 64);
     let mut total = 0;
     with_encoder(level, |encoder| {
-        for offset in [0, middle, data.len() - SAMPLE_LEN] {
+        for offset in [0, middle, len - SAMPLE_LEN] {
+            sample.clear();
+            copy_range(pieces, offset, SAMPLE_LEN, &mut sample);
             packed.clear();
             encoder.reset();
-            compress_with(encoder, &data[offset..offset + SAMPLE_LEN], &mut packed);
+            compress_with(encoder, &sample, &mut packed);
             total += packed.len();
         }
     });
     total * 20 < 3 * SAMPLE_LEN * 19
+}
+
+/// Appends bytes `offset..offset + len` of the concatenation of `pieces` to `out`.
+fn copy_range(pieces: &[&[u8]], mut offset: usize, mut len: usize, out: &mut Vec<u8>) {
+    for piece in pieces {
+        if len == 0 {
+            return;
+        }
+        if offset >= piece.len() {
+            offset -= piece.len();
+            continue;
+        }
+        let end = piece.len().min(offset + len);
+        out.extend_from_slice(&piece[offset..end]);
+        len -= end - offset;
+        offset = 0;
+    }
 }
 
 /// Inflates the complete zlib stream `data`, failing if it is corrupt, truncated,
@@ -255,6 +281,24 @@ mod tests {
             assert_eq!(zlib(&data, level), fresh, "level {level}");
             assert_eq!(decompress(&fresh, data.len()).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn a_body_in_pieces_is_judged_as_the_whole() {
+        let mut mixed = noise(1 << 20);
+        let mid = mixed.len() / 2;
+        mixed[mid - 300_000..mid + 300_000].fill(7);
+        for data in [noise(1 << 20), sample(1 << 20), mixed, noise(300_000)] {
+            let whole = looks_compressible(&data, 6);
+            for cuts in [(0, 0), (10, 20), (4000, 700_000), (150_000, 150_001)] {
+                let (a, b) = (cuts.0.min(data.len()), cuts.1.min(data.len()));
+                let pieces = [&data[..a], &data[a..b], &data[b..]];
+                assert_eq!(looks_compressible_in(&pieces, 6), whole, "cut at {cuts:?}");
+            }
+        }
+        let mut out = Vec::new();
+        copy_range(&[b"abc", b"", b"defg", b"h"], 2, 5, &mut out);
+        assert_eq!(out, b"cdefg");
     }
 
     #[test]

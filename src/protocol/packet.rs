@@ -67,11 +67,23 @@ pub fn finish_frame(
     compression: &Compression,
 ) -> Result<(), FrameError> {
     let body_start = start + FRAME_OVERHEAD;
+    let compressible = compression.applies_to(out.len() - body_start)
+        && compress::looks_compressible(&out[body_start..], compression.level);
+    finish_judged_frame(out, start, pid, compression, compressible)
+}
+
+/// [`finish_frame`] once it is known whether the body is worth compressing.
+fn finish_judged_frame(
+    out: &mut Vec<u8>,
+    start: usize,
+    pid: u32,
+    compression: &Compression,
+    compressible: bool,
+) -> Result<(), FrameError> {
+    let body_start = start + FRAME_OVERHEAD;
     let body_len = out.len() - body_start;
     let mut flags = Flags::NONE;
-    if compression.applies_to(body_len)
-        && compress::looks_compressible(&out[body_start..], compression.level)
-    {
+    if compressible {
         let mut packed = Vec::new();
         compress::compress(&out[body_start..], compression.level, &mut packed);
         // A body that did not shrink goes as it is: the flag is per packet, and the
@@ -82,14 +94,66 @@ pub fn finish_frame(
             flags = flags.with(Flags::COMPRESSED);
         }
     }
-    let len = (out.len() - start - LENGTH_PREFIX_LEN) as u64;
-    let Ok(len32) = u32::try_from(len) else {
+    let result = write_prefix_and_header(out, start, pid, flags, 0);
+    if result.is_err() {
         out.truncate(start);
+    }
+    result
+}
+
+/// Writes the length prefix and header of the frame at `start` whose body is the rest
+/// of `out` plus `elsewhere` bytes that are sent from another buffer.
+fn write_prefix_and_header(
+    out: &mut [u8],
+    start: usize,
+    pid: u32,
+    flags: Flags,
+    elsewhere: usize,
+) -> Result<(), FrameError> {
+    let body_start = start + FRAME_OVERHEAD;
+    let len = (out.len() - start - LENGTH_PREFIX_LEN + elsewhere) as u64;
+    let Ok(len32) = u32::try_from(len) else {
         return Err(FrameError::TooLong { len, max: u32::MAX });
     };
     out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&len32.to_be_bytes());
     out[start + LENGTH_PREFIX_LEN..body_start].copy_from_slice(&Header::new(pid, flags).encode());
     Ok(())
+}
+
+/// Completes the frame started at `start` whose msgpack body is what was appended
+/// since [`begin_frame`] with `external` inserted at body offset `at` (the data of a
+/// large bin, which the caller can send from where it lies instead of copying it).
+///
+/// If the body is compressed, it must be one buffer: `external` is copied in, the
+/// frame is whole in `out`, and `Ok(None)` is returned. Otherwise the frame is
+/// `out[start..split]`, then `external`, then `out[split..]`, and `Ok(Some(split))` is
+/// returned. On error (the frame would not fit the 32-bit prefix) `out` is truncated
+/// back to `start`.
+pub fn finish_frame_around(
+    out: &mut Vec<u8>,
+    start: usize,
+    pid: u32,
+    compression: &Compression,
+    external: &[u8],
+    at: usize,
+) -> Result<Option<usize>, FrameError> {
+    let body_start = start + FRAME_OVERHEAD;
+    let split = body_start + at;
+    let compressible = compression.applies_to(out.len() - body_start + external.len())
+        && compress::looks_compressible_in(
+            &[&out[body_start..split], external, &out[split..]],
+            compression.level,
+        );
+    let result = if compressible {
+        out.splice(split..split, external.iter().copied());
+        finish_judged_frame(out, start, pid, compression, true).map(|()| None)
+    } else {
+        write_prefix_and_header(out, start, pid, Flags::NONE, external.len()).map(|()| Some(split))
+    };
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
 }
 
 /// Appends a complete frame for packet `pid` whose msgpack body is `body`.
@@ -176,6 +240,51 @@ mod tests {
             let (frame, opened) = round_trip(64, &body, &compression);
             assert_eq!(frame.header.flags, Flags::NONE, "len {len}");
             assert_eq!(&opened[..], &body[..]);
+        }
+    }
+
+    #[test]
+    fn a_frame_around_an_external_piece_is_the_frame_of_the_whole_body() {
+        let compression = Compression::default();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..600_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let text = b"compressible text ".repeat(40_000);
+        for (external, at) in [(&noise[..], 3), (&text[..], 3), (&noise[..100_000], 0)] {
+            let (before, after) = (vec![0x82, 0xa1, b'a', 0xc6], vec![0xa1, b'b', 0x01]);
+            let mut out = vec![9u8; 5]; // a frame need not start at 0
+            let start = begin_frame(&mut out);
+            out.extend_from_slice(&before[..at.min(before.len())]);
+            out.extend_from_slice(&after);
+            let mut body = before[..at.min(before.len())].to_vec();
+            body.extend_from_slice(external);
+            body.extend_from_slice(&after);
+            let mut expected = Vec::new();
+            encode_packet(77, &body, &compression, &mut expected).unwrap();
+
+            let split =
+                finish_frame_around(&mut out, start, 77, &compression, external, at).unwrap();
+            let frame = match split {
+                None => out[start..].to_vec(),
+                Some(split) => [&out[start..split], external, &out[split..]].concat(),
+            };
+            // (A compressed frame is compared by what it inflates to.)
+            let decode = |bytes: &[u8]| {
+                let mut decoder = FrameDecoder::new(u32::MAX);
+                decoder.extend_from_slice(bytes);
+                let frame = decoder.decode().unwrap().unwrap();
+                (frame.header, open_body(&frame, &Limits::default()).unwrap())
+            };
+            assert_eq!(decode(&frame), decode(&expected));
+            // Bodies up to 256 KiB are always tried (see `looks_compressible`).
+            let tried = std::ptr::eq(external, &text[..]) || body.len() <= 256 * 1024;
+            assert_eq!(split.is_none(), tried);
         }
     }
 

@@ -31,6 +31,14 @@ pub(crate) enum Outbound {
         /// broadcast frame shared by many connections is not).
         charged: bool,
     },
+    /// A frame in pieces that follow each other on the wire (a large `bytes` body
+    /// written from the Python object itself, between the frame's head and its rest).
+    Pieces {
+        /// The pieces, in order.
+        pieces: Vec<Bytes>,
+        /// As for [`Outbound::Frame`].
+        charged: bool,
+    },
     /// Write a close packet with this reason, then shut the connection down.
     Close(Option<String>),
 }
@@ -43,6 +51,10 @@ impl Outbound {
                 bytes,
                 charged: true,
             } => bytes.len(),
+            Outbound::Pieces {
+                pieces,
+                charged: true,
+            } => pieces.iter().map(Bytes::len).sum(),
             _ => 0,
         }
     }
@@ -184,7 +196,9 @@ mod tests {
     fn byte_of(item: Outbound) -> u8 {
         match item {
             Outbound::Frame { bytes, .. } => bytes[0],
-            Outbound::Close(_) => panic!("a close where a frame was expected"),
+            Outbound::Pieces { .. } | Outbound::Close(_) => {
+                panic!("something else where a whole frame was expected")
+            }
         }
     }
 

@@ -29,6 +29,15 @@ impl SharedTcp {
             other => other,
         }
     }
+
+    /// [`SharedTcp::try_write_now`] for data in pieces, in one system call.
+    pub(crate) fn try_write_pieces_now(&self, pieces: &[bytes::Bytes]) -> io::Result<usize> {
+        let slices: Vec<io::IoSlice<'_>> = pieces.iter().map(|p| io::IoSlice::new(p)).collect();
+        match self.0.try_write_vectored(&slices) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
+    }
 }
 
 impl SharedTcp {

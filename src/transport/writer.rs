@@ -103,26 +103,31 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
         };
         loop {
             let charged = item.charged_len();
-            match item {
-                Outbound::Frame { bytes: frame, .. } => {
-                    if frame.len() >= BATCH_LIMIT {
-                        // Large frames are written from their own buffer, not copied.
-                        let ok = write_all(&conn, &mut writer, &batch).await
-                            && write_all(&conn, &mut writer, &frame).await;
-                        written(batch.len() + frame.len(), batch_charged + charged);
-                        batch.clear();
-                        batch_charged = 0;
-                        if !ok {
-                            break 'run WriterEnd::Failed;
-                        }
-                    } else {
-                        batch.extend_from_slice(&frame);
-                        batch_charged += charged;
-                    }
+            let (first, rest) = match item {
+                Outbound::Frame { bytes, .. } => (bytes, Vec::new().into_iter()),
+                Outbound::Pieces { pieces, .. } => {
+                    let mut pieces = pieces.into_iter();
+                    (pieces.next().unwrap_or_default(), pieces)
                 }
                 Outbound::Close(reason) => {
                     close = Some(reason);
                     break;
+                }
+            };
+            batch_charged += charged;
+            for piece in std::iter::once(first).chain(rest) {
+                if piece.len() >= BATCH_LIMIT {
+                    // Large pieces are written from their own buffer, not copied.
+                    let ok = write_all(&conn, &mut writer, &batch).await
+                        && write_all(&conn, &mut writer, &piece).await;
+                    written(batch.len() + piece.len(), batch_charged);
+                    batch.clear();
+                    batch_charged = 0;
+                    if !ok {
+                        break 'run WriterEnd::Failed;
+                    }
+                } else {
+                    batch.extend_from_slice(&piece);
                 }
             }
             if batch.len() >= BATCH_LIMIT {

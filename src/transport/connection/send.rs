@@ -41,6 +41,47 @@ fn thread_in_burst() -> bool {
     })
 }
 
+/// A frame to queue: one buffer, or pieces that follow each other on the wire (a
+/// large `bytes` body sent from the Python object itself, between the head of the
+/// frame and its rest, instead of being copied into one buffer with them).
+enum OutFrame {
+    Whole(Bytes),
+    Pieces(Vec<Bytes>),
+}
+
+impl OutFrame {
+    fn len(&self) -> usize {
+        match self {
+            OutFrame::Whole(bytes) => bytes.len(),
+            OutFrame::Pieces(pieces) => pieces.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// What is left to write once its first `written` bytes are.
+    fn after(self, mut written: usize) -> OutFrame {
+        match self {
+            OutFrame::Whole(bytes) => OutFrame::Whole(bytes.slice(written..)),
+            OutFrame::Pieces(pieces) => OutFrame::Pieces(
+                pieces
+                    .into_iter()
+                    .filter_map(|piece| {
+                        let skip = written.min(piece.len());
+                        written -= skip;
+                        (skip < piece.len()).then(|| piece.slice(skip..))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn into_outbound(self, charged: bool) -> Outbound {
+        match self {
+            OutFrame::Whole(bytes) => Outbound::Frame { bytes, charged },
+            OutFrame::Pieces(pieces) => Outbound::Pieces { pieces, charged },
+        }
+    }
+}
+
 impl Conn {
     /// Queues a complete frame whose body was `payload_len` bytes before compression
     /// (for the statistics). Returns false if the connection is closing.
@@ -50,18 +91,23 @@ impl Conn {
     /// waiting; only what remains goes through the writer task, charged to the
     /// memory budget until written.
     pub fn queue_frame(self: &Arc<Self>, frame: Bytes, payload_len: usize) -> bool {
-        self.queue_frame_charged(frame, payload_len, true)
+        self.queue_frame_charged(OutFrame::Whole(frame), payload_len, true)
+    }
+
+    /// [`Conn::queue_frame`] for a frame in pieces (see [`OutFrame::Pieces`]).
+    pub fn queue_frame_pieces(self: &Arc<Self>, pieces: Vec<Bytes>, payload_len: usize) -> bool {
+        self.queue_frame_charged(OutFrame::Pieces(pieces), payload_len, true)
     }
 
     /// [`Conn::queue_frame`] for a frame queued to many connections at once (a
     /// broadcast): its one buffer is not charged to each of them.
     pub fn queue_shared_frame(self: &Arc<Self>, frame: Bytes, payload_len: usize) -> bool {
-        self.queue_frame_charged(frame, payload_len, false)
+        self.queue_frame_charged(OutFrame::Whole(frame), payload_len, false)
     }
 
     fn queue_frame_charged(
         self: &Arc<Self>,
-        mut frame: Bytes,
+        mut frame: OutFrame,
         payload_len: usize,
         charge: bool,
     ) -> bool {
@@ -83,13 +129,17 @@ impl Conn {
             .filter(|_| !streaming && self.queued_bytes() == 0)
         {
             // An error is left for the writer task to meet and report.
-            let written = direct.try_write_now(&frame).unwrap_or(0);
+            let written = match &frame {
+                OutFrame::Whole(bytes) => direct.try_write_now(bytes),
+                OutFrame::Pieces(pieces) => direct.try_write_pieces_now(pieces),
+            }
+            .unwrap_or(0);
             Traffic::add(&self.traffic.bytes_out, written);
             if written == full_len {
                 self.count_queued(full_len, payload_len);
                 return true;
             }
-            frame = frame.slice(written..);
+            frame = frame.after(written);
         }
         let len = frame.len();
         let queued = self.out_bytes.fetch_add(len, Ordering::SeqCst);
@@ -124,10 +174,7 @@ impl Conn {
                 return false;
             }
         }
-        if !self.push_outbound(Outbound::Frame {
-            bytes: frame,
-            charged: charge,
-        }) {
+        if !self.push_outbound(frame.into_outbound(charge)) {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             if charge {
                 self.written_out(len);
