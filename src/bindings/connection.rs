@@ -7,12 +7,12 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use super::convert::{self, EncodedFrame};
+use super::convert;
 use super::errors;
 use super::stats;
 use crate::protocol::packet;
 use crate::transport::client::ClientShared;
-use crate::transport::connection::Conn;
+use crate::transport::connection::{Conn, OutFrame};
 use crate::transport::peer::PeerCommon;
 use crate::transport::server::ServerShared;
 use crate::transport::socket::Endpoint;
@@ -25,26 +25,11 @@ use crate::transport::socket::Endpoint;
 const SEND_WITHOUT_GIL_FROM: usize = 64 * 1024;
 
 /// Queues `frame` on `conn`, without the GIL if it is large.
-fn queue_frame(py: Python<'_>, conn: &Arc<Conn>, frame: bytes::Bytes, payload_len: usize) -> bool {
-    queue_encoded(py, conn, EncodedFrame::Whole(frame), payload_len)
-}
-
-/// [`queue_frame`] for a frame made by [`convert::encode_frame_pieces`].
-fn queue_encoded(
-    py: Python<'_>,
-    conn: &Arc<Conn>,
-    frame: EncodedFrame,
-    payload_len: usize,
-) -> bool {
-    let frame_len = frame.len();
-    let queue = move || match frame {
-        EncodedFrame::Whole(frame) => conn.queue_frame(frame, payload_len),
-        EncodedFrame::Pieces(pieces) => conn.queue_frame_pieces(pieces, payload_len),
-    };
-    if frame_len >= SEND_WITHOUT_GIL_FROM {
-        py.detach(queue)
+fn queue_frame(py: Python<'_>, conn: &Arc<Conn>, frame: OutFrame, payload_len: usize) -> bool {
+    if frame.len() >= SEND_WITHOUT_GIL_FROM {
+        py.detach(|| conn.queue_out_frame(frame, payload_len))
     } else {
-        queue()
+        conn.queue_out_frame(frame, payload_len)
     }
 }
 
@@ -225,12 +210,12 @@ impl Connection {
         let (frame, payload_len, copy) = if want_frame {
             let (frame, payload_len) = convert::encode_frame(py, pid, msg, compression)?;
             let copy = PyBytes::new(py, &frame);
-            (EncodedFrame::Whole(frame), payload_len, Some(copy))
+            (OutFrame::Whole(frame), payload_len, Some(copy))
         } else {
             let (frame, payload_len) = convert::encode_frame_pieces(py, pid, msg, compression)?;
             (frame, payload_len, None)
         };
-        if !queue_encoded(py, &self.conn, frame, payload_len) {
+        if !queue_frame(py, &self.conn, frame, payload_len) {
             return Ok(false.into_pyobject(py)?.to_owned().into_any());
         }
         Ok(match copy {
@@ -255,12 +240,8 @@ impl Connection {
         // The statistics count a compressed body at its compressed size here: the
         // frame alone does not tell how large it was.
         let payload_len = frame.len().saturating_sub(packet::FRAME_OVERHEAD);
-        queue_frame(
-            py,
-            &self.conn,
-            bytes::Bytes::copy_from_slice(frame),
-            payload_len,
-        )
+        let frame = OutFrame::Whole(bytes::Bytes::copy_from_slice(frame));
+        queue_frame(py, &self.conn, frame, payload_len)
     }
 
     /// Closes gracefully: queued packets, then a close packet with `reason`.

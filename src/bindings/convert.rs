@@ -28,6 +28,7 @@ use pyo3::types::{
 
 use crate::protocol::msgpack::{read, write, Builder, DecodeError, ReadLimits};
 use crate::protocol::packet::{self, Compression};
+use crate::transport::connection::OutFrame;
 
 /// Deepest level `msgpack.packb` accepts (the top-level object is level 0).
 const PACK_MAX_LEVEL: usize = 1024;
@@ -75,7 +76,7 @@ impl PackOut {
         }
     }
 
-    /// The first `bytes` object from [`BORROW_FROM`] bytes on is left out of `buf`.
+    /// The first `bytes` object from [`LARGE_BYTES_FROM`] bytes on is left out of `buf`.
     fn borrowing(buf: Vec<u8>) -> PackOut {
         PackOut {
             buf,
@@ -226,24 +227,21 @@ fn pack_int(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     Ok(())
 }
 
-/// `bytes` from this size on are copied into the body with the GIL released: copying
+/// `bytes` from this size on are sent from the object itself where the caller can (see
+/// [`encode_frame_pieces`]), else copied into the body with the GIL released: copying
 /// into fresh memory is slow where the pages must first be faulted in, more so while
 /// the network threads map and unmap large buffers (a server streaming blobs held
 /// the GIL for ~0.2 ms per 256 KiB send, stalling its process thread).
-const COPY_WITHOUT_GIL_FROM: usize = 64 * 1024;
-
-/// `bytes` from this size on may be sent from the object itself (see
-/// [`encode_frame_pieces`]): copying them into the frame costs more than a piece.
-const BORROW_FROM: usize = 64 * 1024;
+const LARGE_BYTES_FROM: usize = 64 * 1024;
 
 fn pack_bytes(b: &Bound<'_, PyBytes>, out: &mut PackOut) -> PyResult<()> {
     let data = b.as_bytes();
-    if data.len() < COPY_WITHOUT_GIL_FROM {
+    if data.len() < LARGE_BYTES_FROM {
         return pack_bin(data, out, "bytes");
     }
     let len = check_len(data.len(), "bytes object")?;
     write::write_bin_header(out, len);
-    if out.may_borrow && out.borrowed.is_none() && data.len() >= BORROW_FROM {
+    if out.may_borrow && out.borrowed.is_none() {
         out.borrowed = Some((out.buf.len(), b.clone().unbind()));
         return Ok(());
     }
@@ -340,24 +338,6 @@ fn encode_packed(
     Ok((bytes::Bytes::from(out), body_len))
 }
 
-/// A frame as [`encode_frame_pieces`] makes it.
-pub(crate) enum EncodedFrame {
-    /// In one buffer.
-    Whole(bytes::Bytes),
-    /// In pieces that follow each other on the wire: the head of the frame, the data
-    /// of a large `bytes` object of the message (the object's own buffer), the rest.
-    Pieces(Vec<bytes::Bytes>),
-}
-
-impl EncodedFrame {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            EncodedFrame::Whole(frame) => frame.len(),
-            EncodedFrame::Pieces(pieces) => pieces.iter().map(bytes::Bytes::len).sum(),
-        }
-    }
-}
-
 /// The buffer of a `bytes` object, as a piece of a frame: the object is immutable and
 /// kept alive with it, so its data may be read by any thread (and is, by the thread
 /// that writes the frame). Dropping it without the GIL leaves the reference to be
@@ -386,14 +366,14 @@ pub(crate) fn encode_frame_pieces(
     pid: u32,
     msg: &Bound<'_, PyAny>,
     compression: &Compression,
-) -> PyResult<(EncodedFrame, usize)> {
+) -> PyResult<(OutFrame, usize)> {
     let mut out = PackOut::borrowing(Vec::with_capacity(64));
     let start = packet::begin_frame(&mut out);
     pack_at(msg, &mut out, 0)?;
     let PackOut { buf, borrowed, .. } = out;
     let Some((offset, object)) = borrowed else {
         return encode_packed(py, pid, buf, start, compression)
-            .map(|(frame, len)| (EncodedFrame::Whole(frame), len));
+            .map(|(frame, len)| (OutFrame::Whole(frame), len));
     };
     let data = BytesObjectData {
         address: object.bind(py).as_bytes().as_ptr() as usize,
@@ -411,13 +391,13 @@ pub(crate) fn encode_frame_pieces(
         .map_err(|err| PyValueError::new_err(format!("cannot send packet {pid}: {err}")))?;
     let frame = bytes::Bytes::from(buf);
     let encoded = match split {
-        None => EncodedFrame::Whole(frame),
+        None => OutFrame::Whole(frame),
         Some(split) => {
             let mut pieces = vec![frame.slice(..split), bytes::Bytes::from_owner(data)];
             if split < frame.len() {
                 pieces.push(frame.slice(split..));
             }
-            EncodedFrame::Pieces(pieces)
+            OutFrame::Pieces(pieces)
         }
     };
     Ok((encoded, body_len))

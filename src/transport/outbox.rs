@@ -20,23 +20,59 @@ use tokio::sync::Notify;
 
 use super::sync::Unpoisoned;
 
+/// A frame to write: one buffer, or pieces that follow each other on the wire (the
+/// head of the frame, the data of a large `bytes` object of the message, written from
+/// the Python object's own buffer instead of being copied, and the rest).
+#[derive(Debug)]
+pub(crate) enum OutFrame {
+    Whole(Bytes),
+    Pieces(Vec<Bytes>),
+}
+
+impl OutFrame {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            OutFrame::Whole(bytes) => bytes.len(),
+            OutFrame::Pieces(pieces) => pieces.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// What is left to write once its first `written` bytes are.
+    pub(crate) fn after(self, mut written: usize) -> OutFrame {
+        match self {
+            OutFrame::Whole(bytes) => OutFrame::Whole(bytes.slice(written..)),
+            OutFrame::Pieces(pieces) => OutFrame::Pieces(
+                pieces
+                    .into_iter()
+                    .filter_map(|piece| {
+                        let skip = written.min(piece.len());
+                        written -= skip;
+                        (skip < piece.len()).then(|| piece.slice(skip..))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Its buffers, in order (no allocation for a whole frame).
+    pub(crate) fn into_pieces(self) -> impl Iterator<Item = Bytes> {
+        let (first, rest) = match self {
+            OutFrame::Whole(bytes) => (Some(bytes), Vec::new()),
+            OutFrame::Pieces(pieces) => (None, pieces),
+        };
+        first.into_iter().chain(rest)
+    }
+}
+
 /// What the writer task receives.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// A complete frame to write.
     Frame {
         /// The frame.
-        bytes: Bytes,
+        frame: OutFrame,
         /// Whether it is charged to the connection's memory budget until written (a
         /// broadcast frame shared by many connections is not).
-        charged: bool,
-    },
-    /// A frame in pieces that follow each other on the wire (a large `bytes` body
-    /// written from the Python object itself, between the frame's head and its rest).
-    Pieces {
-        /// The pieces, in order.
-        pieces: Vec<Bytes>,
-        /// As for [`Outbound::Frame`].
         charged: bool,
     },
     /// Write a close packet with this reason, then shut the connection down.
@@ -48,13 +84,9 @@ impl Outbound {
     pub(crate) fn charged_len(&self) -> usize {
         match self {
             Outbound::Frame {
-                bytes,
+                frame,
                 charged: true,
-            } => bytes.len(),
-            Outbound::Pieces {
-                pieces,
-                charged: true,
-            } => pieces.iter().map(Bytes::len).sum(),
+            } => frame.len(),
             _ => 0,
         }
     }
@@ -188,17 +220,18 @@ mod tests {
 
     fn frame(byte: u8) -> Outbound {
         Outbound::Frame {
-            bytes: Bytes::from(vec![byte]),
+            frame: OutFrame::Whole(Bytes::from(vec![byte])),
             charged: true,
         }
     }
 
     fn byte_of(item: Outbound) -> u8 {
         match item {
-            Outbound::Frame { bytes, .. } => bytes[0],
-            Outbound::Pieces { .. } | Outbound::Close(_) => {
-                panic!("something else where a whole frame was expected")
-            }
+            Outbound::Frame {
+                frame: OutFrame::Whole(bytes),
+                ..
+            } => bytes[0],
+            _ => panic!("something else where a whole frame was expected"),
         }
     }
 

@@ -103,19 +103,15 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
         };
         loop {
             let charged = item.charged_len();
-            let (first, rest) = match item {
-                Outbound::Frame { bytes, .. } => (bytes, Vec::new().into_iter()),
-                Outbound::Pieces { pieces, .. } => {
-                    let mut pieces = pieces.into_iter();
-                    (pieces.next().unwrap_or_default(), pieces)
-                }
+            let frame = match item {
+                Outbound::Frame { frame, .. } => frame,
                 Outbound::Close(reason) => {
                     close = Some(reason);
                     break;
                 }
             };
             batch_charged += charged;
-            for piece in std::iter::once(first).chain(rest) {
+            for piece in frame.into_pieces() {
                 if piece.len() >= BATCH_LIMIT {
                     // Large pieces are written from their own buffer, not copied.
                     let ok = write_all(&conn, &mut writer, &batch).await

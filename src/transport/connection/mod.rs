@@ -167,6 +167,8 @@ mod event;
 mod receive;
 mod send;
 
+/// What [`Conn::queue_out_frame`] takes.
+pub(crate) use crate::transport::outbox::OutFrame;
 pub use event::{Event, Inbox, LogLevel};
 
 /// Sends closer together than this (microseconds) count as a stream: they are queued
@@ -358,7 +360,13 @@ impl Conn {
     }
 
     fn micros_since_start(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(UNKNOWN - 1)
+        self.micros_at(Instant::now())
+    }
+
+    /// Microseconds from the connection's start to `at`.
+    fn micros_at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.started);
+        u64::try_from(since.as_micros()).unwrap_or(UNKNOWN - 1)
     }
 
     /// Notes that input arrived now (for heartbeat timeouts).

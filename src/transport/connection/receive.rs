@@ -3,6 +3,7 @@
 //! compressed bodies inflated on the bulk threads, and the
 //! heartbeat and handshake timers (rules in [`crate::peer::heartbeat`]).
 
+use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -109,11 +110,17 @@ impl Conn {
         let (body, _inflating) = if frame.header.flags.contains(Flags::COMPRESSED) {
             let conn = self.clone();
             let held = frame.clone();
-            bulk::run(move || conn.open_body(&held, limit))
-                .await
-                .unwrap_or_else(|| {
-                    Err(InflateError::Corrupt("the inflating thread failed".into()).into())
-                })?
+            // The charge moves to an owner that outlives the closure: if this task
+            // stops waiting, it is given back where the result is dropped.
+            let (body, charge) = bulk::run(move || {
+                let opened = conn.open_body(&held, limit);
+                opened.map(|(body, charge)| (body, charge.move_to(conn.clone())))
+            })
+            .await
+            .unwrap_or_else(|| {
+                Err(InflateError::Corrupt("the inflating thread failed".into()).into())
+            })?;
+            (body, charge.move_to(&**self))
         } else {
             self.open_body(&frame, limit)?
         };
@@ -181,11 +188,11 @@ impl Conn {
     /// body is queued (and charged) as an event. Stops early once the connection is
     /// stopped (a bulk thread may still be inflating for it).
     fn open_body(
-        self: &Arc<Self>,
+        &self,
         frame: &Frame,
         limit: usize,
-    ) -> Result<(Bytes, Charged), ProtocolError> {
-        let mut inflating = Charged(self.clone(), 0);
+    ) -> Result<(Bytes, Charged<&Conn>), ProtocolError> {
+        let mut inflating = Charged(self, 0);
         let body = packet::open_body_within(frame, limit, &mut |n| {
             let granted = !self.cancel.is_cancelled() && self.try_charge_memory(n);
             if granted {
@@ -319,9 +326,16 @@ enum Gate {
 }
 
 /// Bytes charged to a connection's memory budget for as long as this lives.
-struct Charged(Arc<Conn>, usize);
+struct Charged<C: Deref<Target = Conn>>(C, usize);
 
-impl Drop for Charged {
+impl<C: Deref<Target = Conn>> Charged<C> {
+    /// The same charge, held by `holder`.
+    fn move_to<H: Deref<Target = Conn>>(mut self, holder: H) -> Charged<H> {
+        Charged(holder, std::mem::take(&mut self.1))
+    }
+}
+
+impl<C: Deref<Target = Conn>> Drop for Charged<C> {
     fn drop(&mut self) {
         self.0.release_memory(self.1);
     }

@@ -14,7 +14,7 @@ use crate::peer::constants::{pid, reason};
 use crate::protocol::msgpack::Value;
 use crate::protocol::packet;
 use crate::transport::budget::SMALL_SHARE;
-use crate::transport::outbox::{Outbound, Pushed, StreamWriter};
+use crate::transport::outbox::{OutFrame, Outbound, Pushed, StreamWriter};
 use crate::transport::stats::Traffic;
 use crate::transport::sync::Unpoisoned;
 
@@ -33,53 +33,11 @@ thread_local! {
 /// writing each frame from the sending thread costs a system call per client in the
 /// one thread that runs Python. Queued instead, the frames are written by the I/O
 /// threads, in parallel with the loop.
-fn thread_in_burst() -> bool {
-    let now = Instant::now();
+fn thread_in_burst(now: Instant) -> bool {
     THREAD_LAST_SEND.with(|last| {
         let previous = last.replace(Some(now));
         previous.is_some_and(|at| now - at < Duration::from_micros(STREAMING_GAP_US))
     })
-}
-
-/// A frame to queue: one buffer, or pieces that follow each other on the wire (a
-/// large `bytes` body sent from the Python object itself, between the head of the
-/// frame and its rest, instead of being copied into one buffer with them).
-enum OutFrame {
-    Whole(Bytes),
-    Pieces(Vec<Bytes>),
-}
-
-impl OutFrame {
-    fn len(&self) -> usize {
-        match self {
-            OutFrame::Whole(bytes) => bytes.len(),
-            OutFrame::Pieces(pieces) => pieces.iter().map(Bytes::len).sum(),
-        }
-    }
-
-    /// What is left to write once its first `written` bytes are.
-    fn after(self, mut written: usize) -> OutFrame {
-        match self {
-            OutFrame::Whole(bytes) => OutFrame::Whole(bytes.slice(written..)),
-            OutFrame::Pieces(pieces) => OutFrame::Pieces(
-                pieces
-                    .into_iter()
-                    .filter_map(|piece| {
-                        let skip = written.min(piece.len());
-                        written -= skip;
-                        (skip < piece.len()).then(|| piece.slice(skip..))
-                    })
-                    .collect(),
-            ),
-        }
-    }
-
-    fn into_outbound(self, charged: bool) -> Outbound {
-        match self {
-            OutFrame::Whole(bytes) => Outbound::Frame { bytes, charged },
-            OutFrame::Pieces(pieces) => Outbound::Pieces { pieces, charged },
-        }
-    }
 }
 
 impl Conn {
@@ -94,9 +52,9 @@ impl Conn {
         self.queue_frame_charged(OutFrame::Whole(frame), payload_len, true)
     }
 
-    /// [`Conn::queue_frame`] for a frame in pieces (see [`OutFrame::Pieces`]).
-    pub fn queue_frame_pieces(self: &Arc<Self>, pieces: Vec<Bytes>, payload_len: usize) -> bool {
-        self.queue_frame_charged(OutFrame::Pieces(pieces), payload_len, true)
+    /// [`Conn::queue_frame`] for a frame that may be in pieces.
+    pub(crate) fn queue_out_frame(self: &Arc<Self>, frame: OutFrame, payload_len: usize) -> bool {
+        self.queue_frame_charged(frame, payload_len, true)
     }
 
     /// [`Conn::queue_frame`] for a frame queued to many connections at once (a
@@ -116,13 +74,14 @@ impl Conn {
             return false;
         }
         let full_len = frame.len();
-        let now = self.micros_since_start();
+        let clock = Instant::now();
+        let now = self.micros_at(clock);
         let previous = self.last_send_us.swap(now, Ordering::Relaxed);
         // Back-to-back sends (a stream) go through the writer task, which batches them
         // into few large writes; a send after a pause (a request, a reply) is written
         // at once. `out_bytes` counts bytes until they are written, so zero also means
         // that the writer task is idle.
-        let burst = thread_in_burst();
+        let burst = thread_in_burst(clock);
         let streaming = burst || now.saturating_sub(previous) < STREAMING_GAP_US;
         if let Some(direct) = direct
             .as_ref()
@@ -174,7 +133,10 @@ impl Conn {
                 return false;
             }
         }
-        if !self.push_outbound(frame.into_outbound(charge)) {
+        if !self.push_outbound(Outbound::Frame {
+            frame,
+            charged: charge,
+        }) {
             self.out_bytes.fetch_sub(len, Ordering::SeqCst);
             if charge {
                 self.written_out(len);
