@@ -25,6 +25,7 @@ use crate::protocol::packet::Compression;
 use crate::protocol::Limits;
 use crate::transport::budget::MIN_BUDGET;
 use crate::transport::client::{is_active_state, ClientOptions, ClientShared, ClientStatus};
+use crate::transport::connection::Inbox;
 use crate::transport::dial::{self, Dial};
 use crate::transport::memory;
 use crate::transport::server::ServerShared;
@@ -85,6 +86,16 @@ fn keepalive_settings(interval: Option<f64>, timeout: Option<f64>) -> PyResult<O
 #[pyclass(subclass, frozen, module = "peng3dnet._core")]
 pub(crate) struct PeerCore {
     side: Side,
+    /// The side's inbox, also held here: `has_work` is asked of every idle client a
+    /// pump thread visits, and this saves it a pointer to chase.
+    inbox: Arc<Inbox>,
+}
+
+impl PeerCore {
+    fn new(side: Side) -> PeerCore {
+        let inbox = side.common().inbox.clone();
+        PeerCore { side, inbox }
+    }
 }
 
 #[pymethods]
@@ -198,7 +209,7 @@ impl PeerCore {
     /// interrupt to clear): `process()` returns at once when not.
     #[getter]
     fn has_work(&self) -> bool {
-        self.side.common().inbox.has_work()
+        self.inbox.has_work()
     }
 
     /// Python finished dispatching the events it took.
@@ -273,10 +284,8 @@ impl ServerCore {
     #[new]
     fn py_new() -> PyClassInitializer<Self> {
         let shared = ServerShared::new();
-        PyClassInitializer::from(PeerCore {
-            side: Side::Server(shared.clone()),
-        })
-        .add_subclass(ServerCore { shared })
+        PyClassInitializer::from(PeerCore::new(Side::Server(shared.clone())))
+            .add_subclass(ServerCore { shared })
     }
 
     /// Binds to the first address that works; returns the bound address.
@@ -456,10 +465,8 @@ impl ClientCore {
             autosync,
             require_same_names,
         });
-        PyClassInitializer::from(PeerCore {
-            side: Side::Client(shared.clone()),
-        })
-        .add_subclass(ClientCore { shared })
+        PyClassInitializer::from(PeerCore::new(Side::Client(shared.clone())))
+            .add_subclass(ClientCore { shared })
     }
 
     /// Sets the handshake options.

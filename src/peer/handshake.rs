@@ -34,8 +34,10 @@ pub enum Action {
     HandshakeComplete,
     /// The connection type's `init` is defined in Python and must run there.
     InitInPython(String),
-    /// (client) Use this table: the registry was synchronised with the server's.
-    AdoptTable(PacketTable),
+    /// (client) The registry was synchronised with the server's: use this table, or
+    /// (None) keep the one in use, which has the server's ids already. Either way the
+    /// Python registry looks again (an app's `getObj`/`getInt` hear of each name).
+    AdoptTable(Option<PacketTable>),
     /// Close the connection with this reason (a close packet is sent first).
     Close(String),
     /// The peer closed the connection with this reason; nothing is sent back.
@@ -273,9 +275,15 @@ pub fn client_packet(
                 let Some(remote) = msg.get("registry").and_then(PacketTable::parse_remote) else {
                     return vec![Action::Close(reason::INVALID_HANDSHAKE.to_owned())];
                 };
-                match rules.table.synced_with(&remote, rules.require_same_names) {
-                    Ok(table) => actions.push(Action::AdoptTable(table)),
-                    Err(_) => return vec![Action::Close(reason::PACKETREG_MISMATCH.to_owned())],
+                if rules.table.agrees_with(&remote) {
+                    actions.push(Action::AdoptTable(None));
+                } else {
+                    match rules.table.synced_with(&remote, rules.require_same_names) {
+                        Ok(table) => actions.push(Action::AdoptTable(Some(table))),
+                        Err(_) => {
+                            return vec![Action::Close(reason::PACKETREG_MISMATCH.to_owned())]
+                        }
+                    }
                 }
             }
             actions.extend([
@@ -363,7 +371,8 @@ mod tests {
                     Action::InitInPython(c) => pair
                         .delegated
                         .push((if server { "server" } else { "client" }, c)),
-                    Action::AdoptTable(t) => pair.client_table = t,
+                    Action::AdoptTable(Some(t)) => pair.client_table = t,
+                    Action::AdoptTable(None) => {}
                     Action::Close(r) => {
                         pair.closed = Some((if server { "server" } else { "client" }, r))
                     }

@@ -160,6 +160,16 @@ impl PacketTable {
         order.iter().all(|(_, id)| ids.insert(*id)).then_some(order)
     }
 
+    /// Whether this table has exactly the names of `remote` (a table from
+    /// [`PacketTable::parse_remote`]), each with the same id: the usual handshake, with
+    /// nothing to re-number.
+    pub fn agrees_with(&self, remote: &[(String, u32)]) -> bool {
+        remote.len() == self.order.len()
+            && remote
+                .iter()
+                .all(|(name, id)| self.by_name.get(name.as_str()) == Some(id))
+    }
+
     /// This (client) table re-numbered to agree with the server's `remote` table.
     ///
     /// With `require_same_names`, a difference in registered names is an error
@@ -273,6 +283,20 @@ mod tests {
         assert_eq!(pairs[0].0.as_str(), Some("peng3dnet:internal.hello"));
         assert_eq!(pairs[6].0.as_str(), Some("game:chat"));
         assert_eq!(remote(&t).len(), 7);
+    }
+
+    #[test]
+    fn a_table_agrees_only_with_the_same_names_and_ids() {
+        let server = table(&[("a", 64), ("b", 65)]);
+        assert!(table(&[("b", 65), ("a", 64)]).agrees_with(&remote(&server)));
+        assert!(!table(&[("a", 65), ("b", 64)]).agrees_with(&remote(&server)));
+        assert!(!table(&[("a", 64)]).agrees_with(&remote(&server)));
+        assert!(!table(&[("a", 64), ("b", 65), ("c", 66)]).agrees_with(&remote(&server)));
+        assert!(!table(&[("a", 64), ("x", 65)]).agrees_with(&remote(&server)));
+        // What agrees needs no re-numbering.
+        let client = table(&[("b", 65), ("a", 64)]);
+        let synced = client.synced_with(&remote(&server), true).unwrap();
+        assert_eq!(synced, client);
     }
 
     #[test]

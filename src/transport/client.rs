@@ -262,8 +262,10 @@ impl Role for ClientShared {
         handshake::client_packet(conn.state(), &conn.conntype(), packet_id, msg, &rules)
     }
 
-    fn adopt_table(&self, table: PacketTable) {
-        *self.common.table().lock_anyway() = table;
+    fn adopt_table(&self, table: Option<PacketTable>) {
+        if let Some(table) = table {
+            *self.common.table().lock_anyway() = table;
+        }
         self.table_epoch.fetch_add(1, Ordering::SeqCst);
     }
 

@@ -52,6 +52,10 @@ pub struct Inbox<E> {
     /// Whether Python is between taking a batch and finishing its dispatch; while it
     /// is, connections whose close is in that batch do not yet read as closed.
     dispatching: AtomicBool,
+    /// Whether a take would find anything (events, or an interrupt to clear): kept
+    /// with the queue under its lock, read without it by [`Inbox::has_work`] (one
+    /// thread may ask hundreds of idle clients in turn).
+    pending: AtomicBool,
     /// Set once an asyncio task waits with [`Inbox::ready`]: from then on every push
     /// also signals `ready` (threaded apps never pay for it).
     async_waiting: AtomicBool,
@@ -75,6 +79,7 @@ impl<E: Queued> Inbox<E> {
             }),
             available: Condvar::new(),
             dispatching: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
             async_waiting: AtomicBool::new(false),
             ready: tokio::sync::Notify::new(),
             wakeup: OnceLock::new(),
@@ -93,6 +98,7 @@ impl<E: Queued> Inbox<E> {
         event.queued();
         let mut queue = self.lock();
         queue.events.push_back(event);
+        self.pending.store(true, Ordering::Release);
         let waiting = queue.waiting > 0;
         drop(queue);
         if waiting {
@@ -201,6 +207,7 @@ impl<E: Queued> Inbox<E> {
     pub fn interrupt(&self) {
         let mut queue = self.lock();
         queue.interrupted = true;
+        self.pending.store(true, Ordering::Release);
         drop(queue);
         self.available.notify_all();
         self.ready.notify_one();
@@ -237,6 +244,8 @@ impl<E: Queued> Inbox<E> {
             }
         }
         let batch: Vec<E> = queue.events.drain(..n).collect();
+        self.pending
+            .store(!queue.events.is_empty(), Ordering::Release);
         drop(queue);
         if !batch.is_empty() {
             self.dispatching.store(true, Ordering::SeqCst);
@@ -260,8 +269,7 @@ impl<E: Queued> Inbox<E> {
     /// Whether a take would find anything to do: queued events, or an interrupt to
     /// clear. What a `process()` without waiting asks first.
     pub fn has_work(&self) -> bool {
-        let queue = self.lock();
-        !queue.events.is_empty() || queue.interrupted
+        self.pending.load(Ordering::Acquire)
     }
 
     /// Number of queued events.

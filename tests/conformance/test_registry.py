@@ -82,3 +82,29 @@ def test_base_registry_objtype():
     with pytest.raises(TypeError):
         typed.register("not an int", "t:x")
     assert PacketRegistry.objtype is Packet
+
+
+def test_register_asks_a_replaced_getNewID():
+    class CountingRegistry(PacketRegistry):
+        def getNewID(self):
+            self.asked = getattr(self, "asked", 0) + 1
+            return 100 + self.asked
+
+    reg = CountingRegistry()
+    reg.register(packet(reg), "t:a")
+    reg.register(packet(reg), "t:b", 70)
+    assert (reg.asked, reg.getID("t:a"), reg.getID("t:b")) == (1, 101, 70)
+    # ... and one set on the object itself.
+    plain = PacketRegistry()
+    plain.getNewID = lambda: 90
+    plain.register(packet(plain), "t:c")
+    assert plain.getID("t:c") == 90
+
+
+@pytest.mark.ours_only  # the original's getNewID hands out 64 again: it does not look
+def test_new_ids_skip_the_taken_ones(reg):
+    reg.register(packet(reg), "t:fixed", 64)
+    reg.register(packet(reg), "t:fixed2", 65)
+    reg.register(packet(reg), "t:a")
+    assert reg.getID("t:a") == 66
+    assert reg.reg_int_obj.inv[reg.getObj("t:a")] == 66

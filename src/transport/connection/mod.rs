@@ -61,8 +61,9 @@ pub trait Role: Send + Sync + 'static {
     fn start(&self, conn: &Arc<Conn>) -> Vec<Action>;
     /// Actions for an internal packet (id below 64).
     fn internal_packet(&self, conn: &Arc<Conn>, packet_id: u32, msg: &Value) -> Vec<Action>;
-    /// (client) The registry was synchronised: use this table from now on.
-    fn adopt_table(&self, _table: PacketTable) {}
+    /// (client) The registry was synchronised: use this table from now on (None: the
+    /// one in use agreed with the server's already).
+    fn adopt_table(&self, _table: Option<PacketTable>) {}
     /// The close reason when the peer ends the stream without a close packet: the
     /// original's client reports "socketclose", its server no reason at all.
     fn hangup_reason(&self) -> Option<String> {
