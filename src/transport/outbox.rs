@@ -153,6 +153,10 @@ impl Outbox {
             return Some(writer);
         }
         items.parked = Some(writer);
+        // A writer parks after a while without writes: the connection is idle, so its
+        // queue's room goes back to the allocator (most connections idle most of the
+        // time; the next burst grows a new one).
+        items.queue = VecDeque::new();
         None
     }
 

@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use super::budget::{Holder, MemoryBudget, Share, Tally};
 use super::outbox::{Outbox, StreamWriter};
@@ -38,7 +37,7 @@ use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
 use super::socket::{Endpoint, SocketInfo};
 use super::stats::{ConnStats, Traffic, TrafficSnapshot};
-use super::sync::Unpoisoned;
+use super::sync::{Cancel, Unpoisoned};
 use super::timers::{self, Timer};
 use crate::peer::constants::{reason, state, CONNTYPE_NOTSET};
 use crate::peer::handshake::Action;
@@ -109,7 +108,7 @@ pub struct Conn {
     /// that (the peer hanging up first, the close timeout), this is what is reported.
     intended_reason: Mutex<Option<Option<String>>>,
     /// Stops both tasks.
-    pub(super) cancel: CancellationToken,
+    pub(super) cancel: Cancel,
     /// What waits for the writer task.
     pub(super) outbox: Outbox,
     /// Bytes queued in the outbox and not yet written.
@@ -219,7 +218,7 @@ impl Conn {
             init_done: Notify::new(),
             close_reason: Mutex::new(None),
             intended_reason: Mutex::new(None),
-            cancel: CancellationToken::new(),
+            cancel: Cancel::default(),
             outbox: Outbox::default(),
             out_bytes: AtomicUsize::new(0),
             write_progress: Notify::new(),
