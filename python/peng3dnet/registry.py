@@ -116,6 +116,20 @@ class BiMap:
 _MISSING = object()
 
 
+def _refuse_taken(obj, name, n, names, ids, objects):
+    """Raise :class:`~peng3dnet.errors.AlreadyRegisteredError` if ``name``, id ``n`` or
+    ``obj`` is registered already (``names``: name -> id, ``ids``: id -> name,
+    ``objects``: object -> id)."""
+    if name in names:
+        raise errors.AlreadyRegisteredError(f"{name!r} is already registered with id {names[name]}")
+    if n is not None and n in ids:
+        raise errors.AlreadyRegisteredError(f"id {n} is already used by {ids[n]!r}")
+    if obj in objects:
+        raise errors.AlreadyRegisteredError(
+            f"this object is already registered as {ids[objects[obj]]!r}; create one object per packet type"
+        )
+
+
 class BaseRegistry:
     """Maps objects of type ``objtype`` to unique names and integer ids.
 
@@ -209,15 +223,7 @@ class BaseRegistry:
         registers a dozen packets as it starts, and clients start by the thousand)."""
         ids, names = by_id_name._fwd, by_id_name._inv
         with self.idlock:
-            if name in names:
-                raise errors.AlreadyRegisteredError(f"{name!r} is already registered with id {names[name]}")
-            if n is not None and n in ids:
-                raise errors.AlreadyRegisteredError(f"id {n} is already used by {ids[n]!r}")
-            if obj in by_id_obj._inv:
-                raise errors.AlreadyRegisteredError(
-                    f"this object is already registered as {ids[by_id_obj._inv[obj]]!r}; "
-                    "create one object per packet type"
-                )
+            _refuse_taken(obj, name, n, names, ids, by_id_obj._inv)
             if n is None:  # getNewID(), inline
                 n = self.nextid
                 while n in ids:
@@ -237,16 +243,7 @@ class BaseRegistry:
 
     def _register_general(self, obj, name, n, by_id_name, by_id_obj):
         with self.idlock:
-            names = by_id_name.inv
-            if name in names:
-                raise errors.AlreadyRegisteredError(f"{name!r} is already registered with id {names[name]}")
-            if n is not None and n in by_id_name:
-                raise errors.AlreadyRegisteredError(f"id {n} is already used by {by_id_name[n]!r}")
-            if obj in by_id_obj.inv:
-                raise errors.AlreadyRegisteredError(
-                    f"this object is already registered as {by_id_name[by_id_obj.inv[obj]]!r}; "
-                    "create one object per packet type"
-                )
+            _refuse_taken(obj, name, n, by_id_name.inv, by_id_name, by_id_obj.inv)
         if n is None:
             n = self.getNewID()
         by_id_obj[n] = obj

@@ -173,23 +173,24 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
         # Counts threads inside process_forever(); waits that depend on dispatch use it.
         self._process_loops = 0
 
-    # Made at first use (clients start by the thousand and most never need them); the
-    # dict's setdefault picks one if two threads make them at once.
+    # Made at first use (clients start by the thousand and most never need them).
+    def _made_once(self, key, make):
+        """``self.__dict__[key]``, made with ``make()`` if missing; the dict's setdefault
+        picks one if two threads make it at once."""
+        made = self.__dict__.get(key)
+        if made is None:
+            made = self.__dict__.setdefault(key, make())
+        return made
+
     @property
     def _stopped(self):
         """Set by ``stop()``; what ``runBlocking`` waits for."""
-        event = self.__dict__.get("_stop_event")
-        if event is None:
-            event = self.__dict__.setdefault("_stop_event", threading.Event())
-        return event
+        return self._made_once("_stop_event", threading.Event)
 
     @property
     def _dispatch_cond(self):
         """Guards ``_process_loops``; notified when dispatch changed what waits look at."""
-        cond = self.__dict__.get("_dispatch_condition")
-        if cond is None:
-            cond = self.__dict__.setdefault("_dispatch_condition", threading.Condition())
-        return cond
+        return self._made_once("_dispatch_condition", threading.Condition)
 
     @property
     def registry(self):
