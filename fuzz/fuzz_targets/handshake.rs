@@ -36,7 +36,7 @@ fn check(actions: &[Action], heartbeats_on: bool) {
             }
             Action::SetState(value) => assert!(STATES.contains(value), "state {value}"),
             Action::StartHeartbeat => assert!(heartbeats_on, "heartbeats started while off"),
-            Action::AdoptTable(adopted) => {
+            Action::AdoptTable(Some(adopted)) => {
                 let ids: HashSet<u32> = adopted.entries().map(|(_, id)| id).collect();
                 assert_eq!(ids.len(), adopted.len());
             }

@@ -26,6 +26,8 @@ use super::sync::Unpoisoned;
 #[derive(Debug)]
 pub(crate) enum OutFrame {
     Whole(Bytes),
+    /// Made only by the bindings (from a Python `bytes` object).
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     Pieces(Vec<Bytes>),
 }
 

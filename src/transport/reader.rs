@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::Notify;
 
 use super::connection::{Conn, Event};
@@ -52,8 +52,14 @@ impl ReadSource for SharedTcp {
     async fn data_arrived(&self) -> io::Result<()> {
         // A peek, not `readable()`: readiness left over from the last read would make
         // `readable()` return at once, and the read would then wait with its buffer.
+        // Polled, not `peek().await`: that future holds a waiter node of ~250 bytes,
+        // which every idle connection's reader task would carry (this task is the
+        // socket's only asynchronous reader, so the one waker slot of `poll_peek`
+        // serves it).
         let mut probe = [0u8; 1];
-        self.0.peek(&mut probe).await.map(drop)
+        std::future::poll_fn(|cx| self.0.poll_peek(cx, &mut ReadBuf::new(&mut probe)))
+            .await
+            .map(drop)
     }
 }
 
@@ -508,7 +514,8 @@ async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpRead
 /// when it stops watching, so that nothing is left unread between the two.
 async fn wait_for_data(shared: &TcpReader, tcp: &SharedTcp) -> io::Result<()> {
     loop {
-        tcp.0.readable().await?;
+        // Polled, not `readable().await`, for the size of the task (see `data_arrived`).
+        std::future::poll_fn(|cx| tcp.0.poll_read_ready(cx)).await?;
         if shared.watchers.load(Ordering::SeqCst) == 0 {
             // Readiness can be stale: the peek waits until data is really there.
             return tcp.data_arrived().await;

@@ -168,6 +168,7 @@ mod receive;
 mod send;
 
 /// What [`Conn::queue_out_frame`] takes.
+#[cfg(feature = "python")]
 pub(crate) use crate::transport::outbox::OutFrame;
 pub use event::{Event, Inbox, LogLevel};
 

@@ -52,7 +52,8 @@ impl Conn {
         self.queue_frame_charged(OutFrame::Whole(frame), payload_len, true)
     }
 
-    /// [`Conn::queue_frame`] for a frame that may be in pieces.
+    /// [`Conn::queue_frame`] for a frame that may be in pieces (made by the bindings).
+    #[cfg(feature = "python")]
     pub(crate) fn queue_out_frame(self: &Arc<Self>, frame: OutFrame, payload_len: usize) -> bool {
         self.queue_frame_charged(frame, payload_len, true)
     }
