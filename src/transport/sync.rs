@@ -114,14 +114,12 @@ impl Cancel {
 
     /// Completes once [`Cancel::cancel`] was called (at once if it was).
     pub async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            // Registered before the flag is read: a cancel after the read wakes it.
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a cancel after the read wakes it (and
+        // only a cancel notifies).
+        notified.as_mut().enable();
+        if !self.is_cancelled() {
             notified.await;
         }
     }

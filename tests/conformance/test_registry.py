@@ -108,3 +108,13 @@ def test_new_ids_skip_the_taken_ones(reg):
     reg.register(packet(reg), "t:a")
     assert reg.getID("t:a") == 66
     assert reg.reg_int_obj.inv[reg.getObj("t:a")] == 66
+
+
+@pytest.mark.ours_only  # how an id only one map holds is taken over is ours to decide
+def test_register_takes_over_an_id_that_only_one_map_holds(reg):
+    old = packet(reg)
+    reg.reg_int_obj[64] = old  # an app reaching into one map only
+    new = packet(reg)
+    reg.register(new, "t:a")
+    assert reg.getObj("t:a") is new
+    assert old not in reg.reg_int_obj.inv
