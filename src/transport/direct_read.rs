@@ -217,10 +217,10 @@ impl<S: DirectSocket> DirectReaders<S> {
             let ready =
                 unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
             wakeup.armed.store(false, Ordering::SeqCst);
-            for conn in conns.iter() {
-                conn.set_watched(false);
-            }
             if ready < 0 {
+                for conn in conns.iter() {
+                    conn.set_watched(false);
+                }
                 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -233,13 +233,16 @@ impl<S: DirectSocket> DirectReaders<S> {
             conns.retain(|conn| {
                 let readable = fds[index].revents != 0;
                 index += 1;
+                // Read while still watched: the reader task, woken by the same data,
+                // leaves it to us instead of waiting for the read state we hold.
+                let read = readable && conn.read_now();
+                conn.set_watched(false);
                 // Data the reader task left to us (it may have come after poll(2)
-                // returned) is read too, to the end: the task waits for new data.
-                let skipped = conn.take_skipped();
-                if !readable && !skipped {
-                    return true;
+                // returned, or while we read) is read too, to the end: the task waits
+                // for new data.
+                if conn.take_skipped() {
+                    conn.read_now();
                 }
-                let read = conn.read_now();
                 // A socket that cannot be read here is left to its reader task (which
                 // queues what it reads and so wakes us); watching it would spin.
                 read || !readable

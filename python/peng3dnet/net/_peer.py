@@ -101,6 +101,11 @@ def _own_names(namespace, prefix):
     return [name for name in namespace if isinstance(name, str) and name.startswith(prefix)]
 
 
+# The original's byte-level receive methods: an app that overrides one of them gets
+# every packet through it (see _replay_received).
+_RAW_RECEIVE = frozenset(("receive_data", "process_single_packet", "receive_packet"))
+
+
 class _ConntypeTable(dict):
     """``peer.conntypes``: a dict that also tells the native core about each entry, so
     that assigning ``peer.conntypes[name] = obj`` works like ``addConnType``."""
@@ -127,7 +132,11 @@ class _ConntypeTable(dict):
 
     def any_overrides(self, hook):
         """Whether any connection type replaces ``hook``."""
-        return any(_overrides(ct, hook) for ct in list(self.values()))
+        # A plain loop over a snapshot: this runs once per batch of events.
+        for ct in tuple(self.values()):
+            if _overrides(ct, hook):
+                return True
+        return False
 
 
 class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
@@ -366,10 +375,10 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
         self._custom_registry = self._registry_overridden()
         self._debug_recv = bool(self.cfg["net.debug.print.recv"])
         self._events_now = self._events_needed()
-        # An app that overrides the original's byte-level receive methods gets every
-        # packet through them (see _replay_received).
-        self._raw_receive = any(
-            _overrides(self, name) for name in ("receive_data", "process_single_packet", "receive_packet")
+        # Worked out without a generator: this runs once per batch, often per packet.
+        own = self.__dict__
+        self._raw_receive = not _RAW_RECEIVE.isdisjoint(_redefined(type(self))) or (
+            "receive_data" in own or "process_single_packet" in own or "receive_packet" in own
         )
         # Only connection types that override receive() (the ping extension's) can
         # claim a packet; without any, no packet needs its connection type looked up.
