@@ -2,6 +2,7 @@
 as apps drive it) keep the documented behaviour: what each skips is shown to still
 happen where an app could notice."""
 
+import gc
 import os
 import socket
 import struct
@@ -239,3 +240,51 @@ def test_bodies_around_large_bytes_objects_arrive_whole(net, compress):
     received = client.test_packets["test:echo"].received
     assert wait_until(lambda: client.process() >= 0 and len(received) >= len(messages), timeout=10)
     assert [msg for msg, _ in received] == messages
+
+
+class _Counting(peng3dnet.packet.Packet):
+    """Counts what it receives and keeps none of it."""
+
+    received = 0
+
+    def receive(self, msg, cid=None):
+        self.received += 1
+
+
+class CountingClient(peng3dnet.Client):
+    _reg_packets_test = packets_mixin("test:echo", cls=_Counting)
+
+
+def test_a_batch_is_decoded_packet_by_packet_as_it_is_dispatched(net):
+    # Two thousand messages of nested containers, queued before one process() call
+    # takes them: decoded all at once they would be alive together, and the cyclic GC
+    # would run several times over them (each time finding all of them alive).
+    server = net.server(EchoServer)
+    client = net.client(server, CountingClient, process=False)
+    while client.process():
+        pass
+    cid = next(iter(server.clients))
+    before = client.stats()["packets_in"]
+    msg = {"players": [{"id": i, "x": i * 1.5} for i in range(5)]}
+    for _ in range(2000):
+        server.send_message("test:echo", msg, cid)
+    assert wait_until(lambda: client.stats()["packets_in"] >= before + 2000, 10)
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    gc.callbacks.append(count)
+    try:
+        gc.collect()
+        collections.clear()
+        handled = client.process()
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*threshold)
+    assert handled == 2000
+    assert client.test_packets["test:echo"].received == 2000
+    assert len(collections) <= 1, collections

@@ -21,6 +21,7 @@ __all__ = [
     "PID_CLOSE",
     "ClientCore",
     "Connection",
+    "EventBatch",
     "FrameCodec",
     "PeerCore",
     "ServerCore",
@@ -66,6 +67,14 @@ def packb(obj: Any) -> bytes:
 
 def unpackb(data: bytes, *, max_depth: int = ..., max_container_len: Optional[int] = None) -> Any:
     """Decode ``data`` exactly as ``msgpack.unpackb(data)`` does, within the given limits."""
+
+@final
+class EventBatch:
+    """The events of one ``take_events`` call, each converted to its tuple (a packet's
+    body decoded) when iteration reaches it; ``len()`` is how many were taken."""
+    def __iter__(self) -> EventBatch: ...
+    def __next__(self) -> _Event: ...
+    def __len__(self) -> int: ...
 
 @final
 class FrameCodec:
@@ -176,7 +185,7 @@ class PeerCore:
     def add_conntype(self, name: str, native: bool) -> None: ...
     def take_events(
         self, wait: bool = False, timeout: Optional[float] = None, max_events: int = 1024
-    ) -> list[_Event]: ...
+    ) -> EventBatch: ...
     @property
     def has_work(self) -> bool:
         """Whether take_events without waiting would find events or an interrupt."""

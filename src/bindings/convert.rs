@@ -433,9 +433,9 @@ impl From<PyErr> for UnpackError {
 /// to packet; a cached `str` skips the UTF-8 decoding and the allocation, and as a
 /// dict key its hash is already computed. Strings are immutable, so sharing one
 /// object between messages changes nothing a receiver can observe.
-pub(crate) struct StrCache<'py> {
+pub(crate) struct StrCache {
     /// Each a `str` object.
-    slots: Vec<Option<(CachedKey, Bound<'py, PyAny>)>>,
+    slots: Vec<Option<(CachedKey, Py<PyAny>)>>,
 }
 
 /// The bytes of a cached string (at most [`StrCache::MAX_LEN`]).
@@ -445,7 +445,7 @@ struct CachedKey {
     bytes: [u8; StrCache::MAX_LEN],
 }
 
-impl<'py> StrCache<'py> {
+impl StrCache {
     /// Longest string that is cached.
     const MAX_LEN: usize = 16;
     /// Number of slots (a power of two); a colliding string replaces the older one.
@@ -475,7 +475,7 @@ impl<'py> StrCache<'py> {
 struct PyBuilder<'a, 'py> {
     py: Python<'py>,
     /// Where short strings are looked up first (received packets only).
-    strings: Option<&'a mut StrCache<'py>>,
+    strings: Option<&'a mut StrCache>,
 }
 
 impl<'py> PyBuilder<'_, 'py> {
@@ -544,11 +544,11 @@ impl<'py> Builder for PyBuilder<'_, 'py> {
                 let (slot, key) = StrCache::key(bytes);
                 if let Some((cached, string)) = &cache.slots[slot] {
                     if *cached == key {
-                        return Ok(string.clone());
+                        return Ok(string.bind(self.py).clone());
                     }
                 }
                 let string = decode_utf8(self.py, bytes)?;
-                cache.slots[slot] = Some((key, string.clone()));
+                cache.slots[slot] = Some((key, string.clone().unbind()));
                 return Ok(string);
             }
         }
@@ -651,7 +651,7 @@ pub(crate) fn unpack_cached<'py>(
     py: Python<'py>,
     data: &[u8],
     limits: ReadLimits,
-    strings: &mut StrCache<'py>,
+    strings: &mut StrCache,
 ) -> Result<Bound<'py, PyAny>, UnpackError> {
     read::decode(
         data,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 
 use super::aio;
 use super::codec::compression_level;
@@ -18,7 +18,7 @@ use super::connection::{py_addr, Side};
 use super::convert;
 use super::duration;
 use super::errors;
-use super::events::take_events;
+use super::events::{take_events, EventBatch};
 use super::stats;
 use crate::peer::handshake::ConntypeKind;
 use crate::protocol::packet::Compression;
@@ -201,7 +201,7 @@ impl PeerCore {
         wait: bool,
         timeout: Option<f64>,
         max_events: usize,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<Bound<'py, EventBatch>> {
         take_events(py, &self.side, wait, timeout, max_events)
     }
 

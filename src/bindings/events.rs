@@ -8,12 +8,17 @@
 //! (EV_LOG, cid, level, message)
 //! ```
 //!
+//! `take_events` returns an [`EventBatch`], which converts each event when the loop
+//! reaches it: a batch of up to a thousand messages is never alive as Python objects
+//! all at once, which would cost memory and wake the garbage collector, whose
+//! collections then find all of them alive and move them to older generations.
+//!
 //! A packet body Python cannot decode closes its connection (the peer broke the
 //! protocol) and becomes a log event; the connection's later packets are dropped.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::PyBytes;
 
 use super::connection::Side;
 use super::convert::{self, StrCache, UnpackError};
@@ -33,15 +38,15 @@ pub(crate) const EV_LOG: u8 = 6;
 const LOG_INFO: u32 = 20;
 const LOG_WARNING: u32 = 30;
 
-/// Takes events from the side's inbox (waiting without the GIL if asked) and converts
-/// them to tuples.
+/// Takes events from the side's inbox (waiting without the GIL if asked), to be
+/// converted to tuples as Python iterates over them.
 pub(crate) fn take_events<'py>(
     py: Python<'py>,
     side: &Side,
     wait: bool,
     timeout: Option<f64>,
     max_events: usize,
-) -> PyResult<Bound<'py, PyList>> {
+) -> PyResult<Bound<'py, EventBatch>> {
     let timeout = duration(timeout)?;
     let common = side.common();
     let batch = if wait {
@@ -49,22 +54,59 @@ pub(crate) fn take_events<'py>(
     } else {
         common.take_events(max_events, false, None)
     };
-    let events = PyList::empty(py);
+    let taken = batch.len();
     // Strings repeat across the packets of a batch; a batch of one has nothing to share.
-    let mut strings = (batch.len() > 1).then(StrCache::new);
-    for event in batch {
-        if let Some(tuple) = convert_event(py, side, event, strings.as_mut())? {
-            events.append(tuple)?;
-        }
+    let strings = (taken > 1).then(StrCache::new);
+    Bound::new(
+        py,
+        EventBatch {
+            side: side.clone(),
+            events: batch.into_iter(),
+            taken,
+            strings,
+        },
+    )
+}
+
+/// The events of one `take_events` call: an iterator of event tuples whose length is
+/// the number of events taken from the inbox (those of a connection whose input was
+/// rejected meanwhile are skipped).
+#[pyclass(module = "peng3dnet._core")]
+pub(crate) struct EventBatch {
+    side: Side,
+    events: std::vec::IntoIter<Event>,
+    taken: usize,
+    /// Short strings decoded for earlier packets of the batch.
+    strings: Option<StrCache>,
+}
+
+#[pymethods]
+impl EventBatch {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
     }
-    Ok(events)
+
+    fn __next__<'py>(mut slf: PyRefMut<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let batch = &mut *slf;
+        for event in batch.events.by_ref() {
+            if let Some(tuple) = convert_event(py, &batch.side, event, batch.strings.as_mut())? {
+                return Ok(Some(tuple));
+            }
+        }
+        Ok(None)
+    }
+
+    fn __len__(&self) -> usize {
+        self.taken
+    }
 }
 
 fn convert_event<'py>(
     py: Python<'py>,
     side: &Side,
     event: Event,
-    strings: Option<&mut StrCache<'py>>,
+    strings: Option<&mut StrCache>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let cid = event.conn().map_or(0, |conn| conn.cid);
     let tuple = match event {

@@ -87,6 +87,7 @@ fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cores::PeerCore>()?;
     m.add_class::<cores::ServerCore>()?;
     m.add_class::<cores::ClientCore>()?;
+    m.add_class::<events::EventBatch>()?;
     for (name, value) in [
         ("EV_CONNECTED", events::EV_CONNECTED),
         ("EV_PACKET", events::EV_PACKET),
