@@ -288,3 +288,26 @@ def test_a_batch_is_decoded_packet_by_packet_as_it_is_dispatched(net):
     assert handled == 2000
     assert client.test_packets["test:echo"].received == 2000
     assert len(collections) <= 1, collections
+
+
+def test_short_strings_of_a_batch_are_shared_between_its_messages(net):
+    # Keys that repeat from message to message are decoded once per batch; keys whose
+    # hashes meet in the cache are both kept (x and hp alternate in every player).
+    server = net.server(EchoServer)
+    client = net.client(server, EchoClient, process=False)
+    while client.process():
+        pass
+    cid = next(iter(server.clients))
+    keys = ["id", "x", "y", "hp", "name", "team", "score", "alive", "dx", "dy", "angle", "tick"]
+    msg = {"players": [dict.fromkeys(keys, i) for i in range(4)]}
+    before = client.stats()["packets_in"]
+    for _ in range(3):
+        server.send_message("test:echo", msg, cid)
+    assert wait_until(lambda: client.stats()["packets_in"] >= before + 3, 10)
+    assert client.process() == 3
+    received = [m for m, _ in client.test_packets["test:echo"].received]
+    assert received == [msg] * 3
+    first = list(received[0]["players"][0])
+    for m in received:
+        for player in m["players"]:
+            assert all(a is b for a, b in zip(player, first)), "a key was decoded again"

@@ -438,36 +438,61 @@ pub(crate) struct StrCache {
     slots: Vec<Option<(CachedKey, Py<PyAny>)>>,
 }
 
-/// The bytes of a cached string (at most [`StrCache::MAX_LEN`]).
-#[derive(PartialEq, Eq)]
+/// The bytes of a cached string (at most [`StrCache::MAX_LEN`]), zero-padded, as two
+/// words and the length: compared and hashed as three integers.
+#[derive(PartialEq, Eq, Clone, Copy)]
 struct CachedKey {
-    len: u8,
-    bytes: [u8; StrCache::MAX_LEN],
+    low: u64,
+    high: u64,
+    len: usize,
 }
 
 impl StrCache {
     /// Longest string that is cached.
     const MAX_LEN: usize = 16;
-    /// Number of slots (a power of two); a colliding string replaces the older one.
-    const SLOTS: usize = 256;
+    /// Number of sets of two slots (a power of two): two strings whose hashes collide
+    /// are both kept, so that keys alternating in every message (`"x"`, `"hp"`) do not
+    /// keep replacing each other; a third displaces the older of the two.
+    const SETS: usize = 128;
 
     /// An empty cache; its slots are allocated on first use.
     pub(crate) fn new() -> Self {
         StrCache { slots: Vec::new() }
     }
 
-    fn key(bytes: &[u8]) -> (usize, CachedKey) {
-        // FNV-1a: enough to spread a handful of short keys over the slots.
-        let mut hash: u32 = 0x811c_9dc5;
-        let mut key = CachedKey {
-            len: bytes.len() as u8,
-            bytes: [0; Self::MAX_LEN],
-        };
-        for (slot, &byte) in key.bytes.iter_mut().zip(bytes) {
-            *slot = byte;
-            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+    /// The `str` of `bytes` (at most [`StrCache::MAX_LEN`] of them): the cached one, or
+    /// a new one, which is cached.
+    fn string<'py>(&mut self, py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        if self.slots.is_empty() {
+            self.slots.resize_with(2 * Self::SETS, || None);
         }
-        (hash as usize & (Self::SLOTS - 1), key)
+        let (set, key) = Self::key(bytes);
+        let ways = &mut self.slots[2 * set..2 * set + 2];
+        for (cached, string) in ways.iter().flatten() {
+            if *cached == key {
+                return Ok(string.bind(py).clone());
+            }
+        }
+        let string = decode_utf8(py, bytes)?;
+        ways[1] = ways[0].take();
+        ways[0] = Some((key, string.clone().unbind()));
+        Ok(string)
+    }
+
+    /// The set and key of `bytes` (at most [`StrCache::MAX_LEN`] of them).
+    fn key(bytes: &[u8]) -> (usize, CachedKey) {
+        let mut padded = [0u8; Self::MAX_LEN];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        let (low, high) = padded.split_at(8);
+        let key = CachedKey {
+            low: u64::from_le_bytes(low.try_into().unwrap_or_default()),
+            high: u64::from_le_bytes(high.try_into().unwrap_or_default()),
+            len: bytes.len(),
+        };
+        // A multiplicative hash of the mixed words; its top bits pick the set.
+        let mixed = key.low ^ key.high.rotate_left(29) ^ key.len as u64;
+        let set = mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::SETS.trailing_zeros());
+        (set as usize, key)
     }
 }
 
@@ -536,23 +561,10 @@ impl<'py> Builder for PyBuilder<'_, 'py> {
     }
 
     fn str(&mut self, bytes: &[u8], _offset: usize) -> Result<Self::Value, UnpackError> {
-        if bytes.len() <= StrCache::MAX_LEN {
-            if let Some(cache) = self.strings.as_deref_mut() {
-                if cache.slots.is_empty() {
-                    cache.slots.resize_with(StrCache::SLOTS, || None);
-                }
-                let (slot, key) = StrCache::key(bytes);
-                if let Some((cached, string)) = &cache.slots[slot] {
-                    if *cached == key {
-                        return Ok(string.bind(self.py).clone());
-                    }
-                }
-                let string = decode_utf8(self.py, bytes)?;
-                cache.slots[slot] = Some((key, string.clone().unbind()));
-                return Ok(string);
-            }
+        match self.strings.as_deref_mut() {
+            Some(cache) if bytes.len() <= StrCache::MAX_LEN => Ok(cache.string(self.py, bytes)?),
+            _ => Ok(decode_utf8(self.py, bytes)?),
         }
-        Ok(decode_utf8(self.py, bytes)?)
     }
 
     fn bin(&mut self, bytes: &[u8]) -> Result<Self::Value, UnpackError> {
