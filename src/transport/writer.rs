@@ -99,7 +99,7 @@ async fn write_loop(conn: Arc<Conn>, mut writer: StreamWriter) {
         let written = |n: usize, charged: usize| {
             conn.out_bytes.fetch_sub(n, Ordering::SeqCst);
             conn.written_out(charged);
-            conn.write_progress.notify_waiters();
+            conn.changed.notify_waiters();
         };
         loop {
             let charged = item.charged_len();

@@ -28,7 +28,7 @@ impl Conn {
         *self.intended_reason.lock_anyway() = Some(reason.clone());
         let queued = self.push_outbound(Outbound::Close(reason.clone()));
         drop(order);
-        self.write_progress.notify_waiters();
+        self.changed.notify_waiters();
         if !queued {
             self.finish(reason);
             return;
@@ -75,13 +75,13 @@ impl Conn {
         let intended = self.intended_reason.lock_anyway().clone();
         let reason = intended.unwrap_or(reason);
         self.closing.store(true, Ordering::SeqCst);
-        self.write_progress.notify_waiters();
+        // Finished and closing are set: this wakes waiters for room and for an init.
+        self.changed.notify_waiters();
         self.close_reason.lock_anyway().clone_from(&reason);
         self.inbox.push(Event::Closed {
             conn: self.clone(),
             reason,
         });
-        self.init_done.notify_waiters();
         self.role.status_changed(self);
     }
 

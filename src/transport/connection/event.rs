@@ -129,7 +129,7 @@ impl Queued for Event {
             let before = conn.queued_in_sub(body.len());
             let limit = conn.settings.inbox_limit;
             if before > limit && before - body.len() <= limit {
-                conn.inbox_drained.notify_waiters();
+                conn.changed.notify_waiters();
             }
         }
     }

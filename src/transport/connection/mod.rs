@@ -101,7 +101,6 @@ pub struct Conn {
     input_rejected: AtomicBool,
     /// A connection type `init` is running in Python; internal packets wait for it.
     init_pending: AtomicBool,
-    init_done: Notify,
     /// Why the connection ended, once it has.
     close_reason: Mutex<Option<String>>,
     /// The reason of a graceful close we started: whatever ends the connection after
@@ -113,15 +112,17 @@ pub struct Conn {
     pub(super) outbox: Outbox,
     /// Bytes queued in the outbox and not yet written.
     pub(super) out_bytes: AtomicUsize,
-    /// Signalled whenever queued bytes were written, and when a close starts: wakes
-    /// asyncio senders waiting for room ([`Conn::wait_queue_at_most`]).
-    pub(super) write_progress: Notify,
+    /// Wakes every task waiting for this connection to change: queued bytes were
+    /// written (asyncio senders waiting for room, [`Conn::wait_queue_at_most`]), a
+    /// close started, the inbox drained below its limit (a reader waiting for room), a
+    /// connection type's `init` ran in Python. One for all, to keep the connection
+    /// small: each waiter checks its own condition again when woken.
+    pub(super) changed: Notify,
     /// Events of this connection in the inbox, not yet taken by Python.
     undelivered: AtomicUsize,
     /// Body bytes of this connection's packets in the inbox (for back-pressure and the
     /// memory budget).
     queued_in: Tally,
-    inbox_drained: Notify,
     /// Reader and writer tasks still running.
     tasks_alive: AtomicU8,
     /// Traffic counters (for statistics and diagnosis).
@@ -216,16 +217,14 @@ impl Conn {
             finished: AtomicBool::new(false),
             input_rejected: AtomicBool::new(false),
             init_pending: AtomicBool::new(false),
-            init_done: Notify::new(),
             close_reason: Mutex::new(None),
             intended_reason: Mutex::new(None),
             cancel: Cancel::default(),
             outbox: Outbox::default(),
             out_bytes: AtomicUsize::new(0),
-            write_progress: Notify::new(),
+            changed: Notify::new(),
             undelivered: AtomicUsize::new(0),
             queued_in: Tally::default(),
-            inbox_drained: Notify::new(),
             tasks_alive: AtomicU8::new(2),
             traffic: Traffic::default(),
             started: Instant::now(),
@@ -327,7 +326,7 @@ impl Conn {
     /// without bound (the asyncio API).
     pub async fn wait_queue_at_most(&self, limit: usize) {
         loop {
-            let progress = self.write_progress.notified();
+            let progress = self.changed.notified();
             tokio::pin!(progress);
             // Registered before the check, so a write finishing in between still wakes us.
             progress.as_mut().enable();
@@ -437,7 +436,7 @@ impl Conn {
 
     pub(super) async fn wait_for_inbox_room(&self) {
         loop {
-            let notified = self.inbox_drained.notified();
+            let notified = self.changed.notified();
             if self.queued_in.bytes() <= self.settings.inbox_limit {
                 return;
             }

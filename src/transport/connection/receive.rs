@@ -36,12 +36,12 @@ impl Conn {
     /// be processed now.
     pub fn init_done(&self) {
         self.init_pending.store(false, Ordering::SeqCst);
-        self.init_done.notify_waiters();
+        self.changed.notify_waiters();
     }
 
     pub(in crate::transport) async fn wait_for_init(&self) {
         loop {
-            let notified = self.init_done.notified();
+            let notified = self.changed.notified();
             if !self.init_pending.load(Ordering::SeqCst) || self.is_finished() {
                 return;
             }
