@@ -255,20 +255,27 @@ class CountingClient(peng3dnet.Client):
     _reg_packets_test = packets_mixin("test:echo", cls=_Counting)
 
 
-def test_a_batch_is_decoded_packet_by_packet_as_it_is_dispatched(net):
-    # Two thousand messages of nested containers, queued before one process() call
-    # takes them: decoded all at once they would be alive together, and the cyclic GC
-    # would run several times over them (each time finding all of them alive).
+def _queued_at_idle_client(net, client_cls, msg, count):
+    """A client that dispatches only when told, with ``count`` copies of ``msg`` from
+    the server read and queued, none of them dispatched yet."""
     server = net.server(EchoServer)
-    client = net.client(server, CountingClient, process=False)
+    client = net.client(server, client_cls, process=False)
     while client.process():
         pass
     cid = next(iter(server.clients))
     before = client.stats()["packets_in"]
-    msg = {"players": [{"id": i, "x": i * 1.5} for i in range(5)]}
-    for _ in range(2000):
+    for _ in range(count):
         server.send_message("test:echo", msg, cid)
-    assert wait_until(lambda: client.stats()["packets_in"] >= before + 2000, 10)
+    assert wait_until(lambda: client.stats()["packets_in"] >= before + count, 10)
+    return client
+
+
+def test_a_batch_is_decoded_packet_by_packet_as_it_is_dispatched(net):
+    # Two thousand messages of nested containers, queued before one process() call
+    # takes them: decoded all at once they would be alive together, and the cyclic GC
+    # would run several times over them (each time finding all of them alive).
+    msg = {"players": [{"id": i, "x": i * 1.5} for i in range(5)]}
+    client = _queued_at_idle_client(net, CountingClient, msg, 2000)
     collections = []
 
     def count(phase, info):
@@ -293,17 +300,9 @@ def test_a_batch_is_decoded_packet_by_packet_as_it_is_dispatched(net):
 def test_short_strings_of_a_batch_are_shared_between_its_messages(net):
     # Keys that repeat from message to message are decoded once per batch; keys whose
     # hashes meet in the cache are both kept (x and hp alternate in every player).
-    server = net.server(EchoServer)
-    client = net.client(server, EchoClient, process=False)
-    while client.process():
-        pass
-    cid = next(iter(server.clients))
     keys = ["id", "x", "y", "hp", "name", "team", "score", "alive", "dx", "dy", "angle", "tick"]
     msg = {"players": [dict.fromkeys(keys, i) for i in range(4)]}
-    before = client.stats()["packets_in"]
-    for _ in range(3):
-        server.send_message("test:echo", msg, cid)
-    assert wait_until(lambda: client.stats()["packets_in"] >= before + 3, 10)
+    client = _queued_at_idle_client(net, EchoClient, msg, 3)
     assert client.process() == 3
     received = [m for m, _ in client.test_packets["test:echo"].received]
     assert received == [msg] * 3
