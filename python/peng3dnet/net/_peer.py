@@ -338,8 +338,17 @@ class _Peer(_Sending, _ByteLevelReceive, _Dispatch):
                 # The client may adopt new packet ids here; the batch settings read them.
                 self._before_dispatch()
                 self._read_batch_settings()
+                # Packets go straight to _deliver (the bulk of the events; _dispatch
+                # would only unpack them), unless they must go through the byte-level
+                # receive methods.
+                deliver = None if self._raw_receive else self._deliver
+                event_cid = self._event_cid
                 for event in events:
                     try:
+                        if deliver is not None and event[0] == EV_PACKET:
+                            _, cid, pid, flags, msg = event
+                            handled += deliver(event_cid(cid), pid, flags, msg)
+                            continue
                         handled += self._dispatch(event)
                     except Exception:
                         log.exception(
