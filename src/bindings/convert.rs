@@ -438,12 +438,11 @@ pub(crate) struct StrCache {
     slots: Vec<Option<(CachedKey, Py<PyAny>)>>,
 }
 
-/// The bytes of a cached string (at most [`StrCache::MAX_LEN`]), zero-padded, as two
-/// words and the length: compared and hashed as three integers.
+/// The bytes of a cached string (at most [`StrCache::MAX_LEN`]), zero-padded into one
+/// integer, and its length: compared and hashed as integers.
 #[derive(PartialEq, Eq, Clone, Copy)]
 struct CachedKey {
-    low: u64,
-    high: u64,
+    bytes: u128,
     len: usize,
 }
 
@@ -483,14 +482,13 @@ impl StrCache {
     fn key(bytes: &[u8]) -> (usize, CachedKey) {
         let mut padded = [0u8; Self::MAX_LEN];
         padded[..bytes.len()].copy_from_slice(bytes);
-        let (low, high) = padded.split_at(8);
         let key = CachedKey {
-            low: u64::from_le_bytes(low.try_into().unwrap_or_default()),
-            high: u64::from_le_bytes(high.try_into().unwrap_or_default()),
+            bytes: u128::from_le_bytes(padded),
             len: bytes.len(),
         };
-        // A multiplicative hash of the mixed words; its top bits pick the set.
-        let mixed = key.low ^ key.high.rotate_left(29) ^ key.len as u64;
+        // A multiplicative hash of the two halves, mixed; its top bits pick the set.
+        let (low, high) = (key.bytes as u64, (key.bytes >> 64) as u64);
+        let mixed = low ^ high.rotate_left(29) ^ key.len as u64;
         let set = mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::SETS.trailing_zeros());
         (set as usize, key)
     }

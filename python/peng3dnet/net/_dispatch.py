@@ -8,8 +8,7 @@ the client itself) and handles the events whose effects differ (``_connection_op
 ``_handshake_completed``, ``_connection_closed``).
 """
 
-from .._hooks import _REDEFINED
-from .._hooks import redefined as _redefined
+from .._hooks import overrides as _overrides
 from ._common import (
     EV_CLOSED,
     EV_CONNECTED,
@@ -130,11 +129,7 @@ class _Dispatch:
                 pkt._receive(msg)  # the original's client passes no cid
             else:
                 pkt._receive(msg, cid)
-            # _overrides(receiver, "on_receive"), inline (the library's does nothing).
-            found = _REDEFINED.get(type(receiver))
-            if found is None:
-                found = _redefined(type(receiver))
-            if "on_receive" in found or "on_receive" in getattr(receiver, "__dict__", ()):
+            if _overrides(receiver, "on_receive"):  # the library's does nothing
                 receiver.on_receive(pid, msg)
             if self._events_now:
                 self.sendEvent(self._recv_event, self._recv_event_data(receiver, pid, msg))
