@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -89,6 +90,37 @@ pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now() + t)
 }
 
+/// Where one task that polls (instead of awaiting a `Notify`) leaves its waker. A
+/// `Notified` future is ~80 bytes inside the task that waits, for as long as it waits;
+/// this slot is 24 bytes, once, in what the task waits on.
+#[derive(Default)]
+pub struct WakerSlot(Mutex<Option<Waker>>);
+
+impl WakerSlot {
+    /// Leaves the waker of `cx` here (replacing an earlier one). Check the condition
+    /// waited for after this, so that a change just before is not missed.
+    pub fn register(&self, cx: &Context<'_>) {
+        let mut slot = self.0.lock_anyway();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+    }
+
+    /// Wakes the task whose waker is here, if any (once: the slot empties).
+    pub fn wake(&self) {
+        let waker = self.0.lock_anyway().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Forgets the waker (the task stopped waiting), so that it does not keep the
+    /// task's memory.
+    pub fn clear(&self) {
+        self.0.lock_anyway().take();
+    }
+}
+
 /// A flag that tasks can await: set once by [`Cancel::cancel`], never cleared. What a
 /// connection's tasks select on to stop. Held inline in the connection (a
 /// `CancellationToken` allocates a tree node of its own, ~112 bytes per connection,
@@ -97,14 +129,38 @@ pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 pub struct Cancel {
     cancelled: AtomicBool,
     notify: Notify,
+    /// The one task that polls for the flag ([`Cancel::poll_cancelled`]): a plain TCP
+    /// connection's reader task, whose idle wait must stay small.
+    poller: WakerSlot,
 }
 
 impl Cancel {
-    /// Sets the flag and wakes every task awaiting [`Cancel::cancelled`].
+    /// Sets the flag and wakes every task awaiting [`Cancel::cancelled`] or polling
+    /// [`Cancel::poll_cancelled`].
     pub fn cancel(&self) {
         if !self.cancelled.swap(true, Ordering::SeqCst) {
             self.notify.notify_waiters();
+            self.poller.wake();
         }
+    }
+
+    /// Ready once [`Cancel::cancel`] was called. For one task at a time (a second
+    /// poller would replace the first's waker); [`Cancel::stop_polling`] when done.
+    pub fn poll_cancelled(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.is_cancelled() {
+            return Poll::Ready(());
+        }
+        self.poller.register(cx);
+        if self.is_cancelled() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The polling task no longer waits: its waker is dropped.
+    pub fn stop_polling(&self) {
+        self.poller.clear();
     }
 
     /// Whether [`Cancel::cancel`] was called.

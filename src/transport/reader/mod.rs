@@ -3,26 +3,29 @@
 //! A TLS or in-process connection is read by its reader task alone ([`start`]). A
 //! plain TCP connection is read through a [`TcpReader`] by whoever holds it: its
 //! reader task ([`start_tcp`]) or a Python thread (or event loop) that waits for its
-//! events and reads the socket itself (see `direct_read`). The reader ending cancels
-//! the writer; see [`super::connection`] for the close protocol.
+//! events and reads the socket itself (see [`tcp`] and `direct_read`). Both keep a
+//! [`ReadState`]. The reader ending cancels the writer; see [`super::connection`] for
+//! the close protocol.
 
+use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-use tokio::sync::Notify;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::connection::{Conn, Event};
-use super::direct_read::{DirectReaders, DirectSocket};
+use super::connection::Conn;
 use super::settings::Settings;
 use super::shared_tcp::SharedTcp;
 use super::stats::Traffic;
-use super::sync::Unpoisoned;
 use crate::peer::constants::reason;
 use crate::protocol::msgpack::ReadLimits;
 use crate::protocol::{Frame, FrameDecoder, ProtocolError};
+
+mod tcp;
+
+pub(super) use tcp::{start_tcp, TcpReader};
 
 /// Stack buffer of a waiting thread's read between frames (see
 /// `ReadState::read_socket_now_small`).
@@ -31,39 +34,10 @@ const SMALL_READ: usize = 8 * 1024;
 /// Frames with a body longer than this settle the decoder's charge as they leave it.
 const SETTLE_PER_FRAME: usize = 64 * 1024;
 
-/// A stream the reader task reads from. One that can tell when data has arrived
-/// ([`ReadSource::WAITS_FOR_DATA`]) is waited on before a read buffer is set aside, so
-/// that an idle connection holds no buffer: with thousands of connections that is
-/// 64 KiB of heap each.
-pub(crate) trait ReadSource: AsyncRead + Unpin + Send + 'static {
-    /// Whether [`ReadSource::data_arrived`] really waits.
-    const WAITS_FOR_DATA: bool = false;
+/// A stream a reader task reads as it is (TLS streams and in-process pipes; plain TCP
+/// has its own task, see [`tcp`]).
+pub(crate) trait ReadSource: AsyncRead + Unpin + Send + 'static {}
 
-    /// Waits until a read would not block (data, end of stream or an error).
-    fn data_arrived(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
-        std::future::ready(Ok(()))
-    }
-}
-
-/// Plain TCP: waits for data with a peek, so that an idle connection holds no buffer.
-impl ReadSource for SharedTcp {
-    const WAITS_FOR_DATA: bool = true;
-
-    async fn data_arrived(&self) -> io::Result<()> {
-        // A peek, not `readable()`: readiness left over from the last read would make
-        // `readable()` return at once, and the read would then wait with its buffer.
-        // Polled, not `peek().await`: that future holds a waiter node of ~250 bytes,
-        // which every idle connection's reader task would carry (this task is the
-        // socket's only asynchronous reader, so the one waker slot of `poll_peek`
-        // serves it).
-        let mut probe = [0u8; 1];
-        std::future::poll_fn(|cx| self.0.poll_peek(cx, &mut ReadBuf::new(&mut probe)))
-            .await
-            .map(drop)
-    }
-}
-
-/// TLS streams and in-process pipes: read as they are.
 impl<S: AsyncRead + Send + 'static> ReadSource for tokio::io::ReadHalf<S> {}
 
 /// What the reading side of a connection keeps between reads: the frame decoder and
@@ -280,257 +254,24 @@ impl ReadState {
     }
 }
 
-/// The reading side of a plain TCP connection. Its reader task reads it, and so does a
-/// Python thread that waits for input on few enough connections
-/// ([`TcpReader::read_now`]): whoever holds `state` reads, so frames stay in order.
-pub struct TcpReader {
-    conn: Arc<Conn>,
-    state: Mutex<ReadState>,
-    /// Wakes the reader task when a Python thread left a stalled frame behind (one
-    /// held back while the task handles it wakes it once more: it finds nothing).
-    handover: Notify,
-    /// Threads waiting in `poll(2)` on this socket right now: the reader task leaves
-    /// arrived data to them (see [`wait_for_data`]).
-    watchers: AtomicUsize,
-    /// The reader task let a readiness of the socket pass because a thread watched
-    /// it; that thread checks the socket once more when it stops watching.
-    skipped: AtomicBool,
-}
-
-impl TcpReader {
-    fn new(conn: Arc<Conn>, tcp: SharedTcp) -> TcpReader {
-        TcpReader {
-            state: Mutex::new(ReadState::new(conn.settings(), Some(tcp))),
-            conn,
-            handover: Notify::new(),
-            watchers: AtomicUsize::new(0),
-            skipped: AtomicBool::new(false),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ReadState> {
-        // Every critical section leaves the state consistent (a read, then frames
-        // handled one by one), so a poisoned lock is still usable.
-        self.state.lock_anyway()
-    }
-}
-
-impl DirectSocket for TcpReader {
-    type Event = Event;
-
-    fn fd(&self) -> i64 {
-        self.conn.fd
-    }
-
-    /// Reads what the socket holds now into the decoder and handles it, from the
-    /// calling thread (the GIL released), until the socket is empty: one thread
-    /// hand-off less per received packet than going through the reader task.
-    fn read_now(&self) -> bool {
-        let conn = &self.conn;
-        if conn.is_finished() || conn.input_rejected() || !conn.inbox_has_room() {
-            return false;
-        }
-        let Ok(mut state) = self.state.try_lock() else {
-            return false; // the reader task is reading
-        };
-        // Until the socket is empty: the reader task may have let its readiness pass
-        // to us (see `wait_for_data`), so nobody else would read what is left. A read
-        // that did not fill its buffer emptied the socket; no extra read to find that
-        // out.
-        let mut read_any = false;
-        while !state.must_discard(conn) && state.stalled.is_none() && conn.inbox_has_room() {
-            let (read, more) = match state.read_socket_now_small(conn) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) => (Err(err), false),
-                Ok((n, filled)) => (Ok(n), filled),
-            };
-            read_any = true;
-            Traffic::add(&conn.traffic.reads_inline, 1);
-            if !state.note_read(conn, read) {
-                state.discarding = true;
-                break;
-            }
-            state.handle_buffered(conn);
-            if !more {
-                break;
-            }
-        }
-        state.release_if_idle(conn);
-        let stalled = state.stalled.is_some();
-        drop(state);
-        if stalled {
-            self.handover.notify_one();
-        }
-        read_any
-    }
-
-    fn set_watched(&self, watching: bool) {
-        if watching {
-            self.watchers.fetch_add(1, Ordering::SeqCst);
-        } else {
-            self.watchers.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-
-    fn take_skipped(&self) -> bool {
-        self.skipped.swap(false, Ordering::SeqCst)
-    }
-
-    fn input_over(&self) -> bool {
-        self.conn.is_finished() || self.conn.input_rejected()
-    }
-}
-
 /// Handles a stalled frame (see [`Conn::handle_held_frame`]); `None` if the
 /// connection was stopped first. Boxed: a task is as large as its largest wait, and
-/// this one is rare.
-async fn resume_stalled(
-    conn: &Arc<Conn>,
-    frame: Frame,
-    limits: ReadLimits,
-) -> Option<Result<(), ProtocolError>> {
-    Box::pin(async {
+/// this one is rare (awaiting the box holds a pointer).
+type Resumed<'a> = Pin<Box<dyn Future<Output = Option<Result<(), ProtocolError>>> + Send + 'a>>;
+
+fn resume_stalled(conn: &Arc<Conn>, frame: Frame, limits: ReadLimits) -> Resumed<'_> {
+    Box::pin(async move {
         tokio::select! {
             () = conn.cancel.cancelled() => None,
             handled = conn.handle_held_frame(frame, limits) => Some(handled),
         }
     })
-    .await
-}
-
-/// Starts reading a plain TCP connection: its reader task, and `direct`'s waiting
-/// threads if it has room for one more socket.
-pub(super) fn start_tcp(conn: &Arc<Conn>, tcp: SharedTcp, direct: Arc<DirectReaders<TcpReader>>) {
-    let reader = Arc::new(TcpReader::new(conn.clone(), tcp));
-    direct.add(&reader);
-    tokio::spawn(read_loop_tcp(reader, direct));
 }
 
 /// Starts the reader task of a TLS or in-process connection.
 pub(super) fn start<R: ReadSource>(conn: &Arc<Conn>, source: R) {
     tokio::spawn(read_loop(conn.clone(), source));
 }
-
-/// The reader task of a plain TCP connection (see [`TcpReader`]).
-async fn read_loop_tcp(shared: Arc<TcpReader>, direct: Arc<DirectReaders<TcpReader>>) {
-    let conn = shared.conn.clone();
-    let settings = conn.settings().clone();
-    let Some(mut tcp) = shared.lock().socket.clone() else {
-        return;
-    };
-    let mut drain = Vec::new();
-    loop {
-        let (discarding, stalled) = {
-            let mut state = shared.lock();
-            (state.must_discard(&conn), state.stalled.clone())
-        };
-        // The rare waits are boxed: a task is as large as its largest wait, for every
-        // connection and all the time (this loop's was over 1 KiB).
-        if discarding {
-            if !Box::pin(discard_some(&conn, &mut tcp, &mut drain)).await {
-                break;
-            }
-            continue;
-        }
-        if let Some(frame) = stalled {
-            let limits = shared.lock().read_limits;
-            let Some(handled) = resume_stalled(&conn, frame, limits).await else {
-                break;
-            };
-            shared.lock().resume_after_stall(&conn, handled);
-            continue;
-        }
-        if !conn.inbox_has_room() {
-            Box::pin(conn.wait_for_inbox_room()).await;
-        }
-        let wanted = {
-            let mut state = shared.lock();
-            state.release_if_idle(&conn);
-            state.decoder.growth_wanted()
-        };
-        // (A read into room the buffer already has costs nothing: never held back.)
-        if wanted > 0 && !conn.memory_has_room(wanted) {
-            // Back-pressure: the peer's bytes wait in TCP until memory is released.
-            Box::pin(conn.wait_for_memory_room(wanted)).await;
-            continue;
-        }
-        // Wait for data (or a frame a Python thread left stalled), without a buffer.
-        let arrived = async {
-            tokio::select! {
-                arrived = wait_for_data(&shared, &tcp) => arrived,
-                () = shared.handover.notified() => Ok(()),
-            }
-        };
-        let arrived = match settings.idle_timeout {
-            None => tokio::select! {
-                () = conn.cancel.cancelled() => break,
-                arrived = arrived => Some(arrived),
-            },
-            Some(idle) => {
-                let arrived = Box::pin(async {
-                    tokio::select! {
-                        () = conn.cancel.cancelled() => None,
-                        arrived = with_idle_timeout(&conn, Some(idle), arrived) => Some(arrived),
-                    }
-                })
-                .await;
-                match arrived {
-                    Some(arrived) => arrived,
-                    None => break,
-                }
-            }
-        };
-        let mut state = shared.lock();
-        let read = match arrived {
-            None => {
-                conn.close(Some(reason::IDLE_TIMEOUT.to_owned()));
-                state.discarding = true;
-                continue;
-            }
-            // The wait itself failed: the socket is gone.
-            Some(Err(err)) => Err(err),
-            Some(Ok(())) if state.must_discard(&conn) || state.stalled.is_some() => continue,
-            Some(Ok(())) => match state.read_socket_now(&conn) {
-                // A Python thread read it first, or the wake-up was a hand-over.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                read => read,
-            },
-        };
-        if !state.note_read(&conn, read) {
-            break;
-        }
-        state.handle_buffered(&conn);
-    }
-    shared.lock().drop_buffer(&conn);
-    direct.remove(&shared);
-    conn.cancel.cancel();
-    conn.reader_ended();
-}
-
-/// Waits until the socket has data for the reader task to read. Data that arrives
-/// while a thread watches the socket in `poll(2)` is left to that thread, which reads
-/// it at once ([`TcpReader::read_now`]): the readiness is dropped (so that the task waits for
-/// the next one instead of spinning) and noted in `skipped`, which the thread checks
-/// when it stops watching, so that nothing is left unread between the two.
-async fn wait_for_data(shared: &TcpReader, tcp: &SharedTcp) -> io::Result<()> {
-    loop {
-        // Polled, not `readable().await`, for the size of the task (see `data_arrived`).
-        std::future::poll_fn(|cx| tcp.0.poll_read_ready(cx)).await?;
-        if shared.watchers.load(Ordering::SeqCst) == 0 {
-            // Readiness can be stale: the peek waits until data is really there.
-            return tcp.data_arrived().await;
-        }
-        let _ = tcp.0.try_io(tokio::io::Interest::READABLE, || {
-            Err::<(), io::Error>(io::ErrorKind::WouldBlock.into())
-        });
-        shared.skipped.store(true, Ordering::SeqCst);
-        if shared.watchers.load(Ordering::SeqCst) == 0 {
-            // It stopped watching meanwhile: read (or find nothing) ourselves.
-            return Ok(());
-        }
-    }
-}
-
 /// Waits for `arrived`; `None` if nothing arrived on the connection for `idle` (input
 /// read by a Python thread meanwhile counts: the wait restarts then).
 async fn with_idle_timeout<T>(
@@ -589,9 +330,6 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
             continue;
         }
         conn.wait_for_inbox_room().await;
-        if R::WAITS_FOR_DATA {
-            state.release_if_idle(&conn);
-        }
         let wanted = state.decoder.growth_wanted();
         if wanted > 0 && !conn.memory_has_room(wanted) {
             // Back-pressure: the peer's bytes wait until memory is released.
@@ -599,9 +337,6 @@ async fn read_loop<R: ReadSource>(conn: Arc<Conn>, mut reader: R) {
             continue;
         }
         let read_more = async {
-            if R::WAITS_FOR_DATA && state.decoder.is_idle() {
-                reader.data_arrived().await?;
-            }
             if !state.make_room(&conn) {
                 // Another connection took the room meanwhile: wait again.
                 return Ok(None);
