@@ -44,7 +44,13 @@ impl fmt::Display for TlsSetupError {
 
 impl std::error::Error for TlsSetupError {}
 
+/// The *ring* provider: it builds with a C compiler alone (aws-lc-rs, rustls' default,
+/// needs cmake and more), a choice of the project. rustls 0.23.48 deprecated it because
+/// *ring* has no post-quantum key exchange; the classic groups it offers (X25519, P-256,
+/// P-384) are what the original's Python `ssl` offers too. Moving to aws-lc-rs is the
+/// way to post-quantum key exchange, when the build may need cmake.
 fn provider() -> Arc<CryptoProvider> {
+    #[allow(deprecated)]
     Arc::new(crypto::ring::default_provider())
 }
 
