@@ -105,6 +105,38 @@ def test_an_idle_connection_costs_one_task_per_end(net):
     )
 
 
+def test_a_connection_holds_one_timer_entry_with_the_default_settings(net):
+    # The handshake deadline (10 s) comes before the first heartbeat would (10 s after
+    # the handshake): its entry starts the heartbeats, instead of a second entry.
+    server = net.server(ReasonServer)
+    net.port(server)
+    net.client(server, ReasonClient)  # the runtime and timer queue run
+    assert wait_until(lambda: len(server.clients) == 1)
+    before = _core.timer_entries()
+    clients = [net.client(server, ReasonClient) for _ in range(5)]
+    assert wait_until(lambda: len(server.clients) == 6)
+    assert all(client.stats()["heartbeat"] for client in clients)
+    # Both ends of each connection are in this process.
+    # (At most: entries of earlier tests' connections may come due meanwhile.)
+    assert _core.timer_entries() - before <= 2 * len(clients)
+
+
+def test_heartbeats_started_by_the_handshake_deadline_keep_an_idle_connection(net):
+    # A deadline before the first probe is due: its timer entry starts the heartbeats,
+    # which must then probe, time round trips and keep the idle connection open past
+    # the keepalive timeout, as heartbeats with a timer of their own do.
+    cfg = {"net.keepalive.interval": 0.2, "net.keepalive.timeout": 0.8, "net.timeout.handshake": 0.15}
+    server = net.server(ReasonServer, cfg=dict(cfg))
+    client = net.client(server, ReasonClient, cfg=dict(cfg))
+    time.sleep(1.5)  # the deadline, then more than the timeout without an app packet
+    assert client.reasons == [] and server.reasons == []
+    stats = client.stats()
+    assert stats["heartbeat"] is True and stats["rtt"] is not None
+    assert stats["packets_in"] >= 4  # answers to probes every 0.2 s after 0.15 s
+    client.send_message("test:echo", "still here")
+    assert wait_until(lambda: client.test_packets["test:echo"].received == [("still here", None)])
+
+
 def test_silent_client_that_offered_heartbeats_is_closed_with_timeout(net):
     server = net.server(ReasonServer, cfg=dict(FAST))
     with socket.create_connection(("127.0.0.1", net.port(server))) as raw:

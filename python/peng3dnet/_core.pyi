@@ -30,6 +30,7 @@ __all__ = [
     "direct_readers",
     "packb",
     "runtime_tasks",
+    "timer_entries",
     "unpackb",
 ]
 
@@ -57,6 +58,9 @@ def build_info() -> dict[str, str]:
 
 def runtime_tasks() -> Optional[int]:
     """Tasks alive on the network runtime; None before the first bind or connect."""
+
+def timer_entries() -> int:
+    """Entries in the process's timer queue (handshake deadlines and heartbeats)."""
 
 def direct_readers() -> tuple[int, int]:
     """Connections whose sockets waiting threads read themselves now, and the most

@@ -67,6 +67,12 @@ fn runtime_tasks() -> Option<usize> {
     crate::transport::runtime::alive_tasks()
 }
 
+/// Entries in the process's timer queue (handshake deadlines and heartbeats).
+#[pyfunction]
+fn timer_entries() -> usize {
+    crate::transport::queued_timers()
+}
+
 /// Plain TCP connections whose sockets waiting threads (or event loops) read
 /// themselves now, and how many may be (the process's first ones).
 #[pyfunction]
@@ -82,6 +88,7 @@ fn peng3dnet_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(direct_readers, m)?)?;
+    m.add_function(wrap_pyfunction!(timer_entries, m)?)?;
     codec::register(m)?;
     m.add_class::<connection::Connection>()?;
     m.add_class::<cores::PeerCore>()?;

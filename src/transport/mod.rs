@@ -76,5 +76,7 @@ pub mod tls;
 mod wakeup;
 mod writer;
 
+pub use timers::queued_timers;
+
 #[cfg(test)]
 mod tests;

@@ -95,6 +95,11 @@ impl TimerQueue {
     }
 }
 
+/// Entries in the queue now (for tests and diagnosis: a connection should hold one).
+pub fn queued_timers() -> usize {
+    queue().lock().entries.len()
+}
+
 /// Has `timer` of `owner` come due at `due`.
 pub(super) fn schedule<T: Timed>(owner: &Arc<T>, due: Instant, timer: Timer) {
     let owner: Arc<dyn Timed> = owner.clone();

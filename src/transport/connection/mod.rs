@@ -139,6 +139,9 @@ pub struct Conn {
     probes: Mutex<Probes>,
     /// Heartbeats were negotiated and are running (see [`Conn::timer_due`]).
     heartbeat_on: AtomicBool,
+    /// Whether the handshake deadline's timer entry starts the heartbeats when it
+    /// comes due (`receive::DEADLINE_*`; see [`Conn::start_heartbeat`]).
+    deadline_hand_off: AtomicU8,
     /// When the last frame was queued or written, in microseconds since `started`.
     last_send_us: AtomicU64,
     /// The socket, for writing directly from the sending thread when nothing is queued
@@ -233,6 +236,7 @@ impl Conn {
             rtt_us: AtomicU64::new(UNKNOWN),
             probes: Mutex::new(Probes::default()),
             heartbeat_on: AtomicBool::new(false),
+            deadline_hand_off: AtomicU8::new(receive::DEADLINE_PENDING),
             last_send_us: AtomicU64::new(0),
             send_lock: Mutex::new(direct),
             start_writer,
@@ -356,6 +360,14 @@ impl Conn {
             rtt: micros(&self.rtt_us),
             heartbeat: self.heartbeat_on.load(Ordering::Relaxed),
             memory_held: self.share.held(),
+        }
+    }
+
+    /// When the handshake completed, if it has.
+    pub(super) fn handshake_done_at(&self) -> Option<Instant> {
+        match self.handshake_us.load(Ordering::Relaxed) {
+            UNKNOWN => None,
+            us => Some(self.started + Duration::from_micros(us)),
         }
     }
 

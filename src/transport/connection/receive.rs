@@ -24,6 +24,13 @@ use crate::transport::timers::{self, Timed, Timer};
 
 use super::Conn;
 
+/// `Conn::deadline_hand_off`: the handshake deadline's timer entry is still to come ...
+pub(super) const DEADLINE_PENDING: u8 = 0;
+/// ... and starts the heartbeats when it does ...
+const DEADLINE_STARTS_HEARTBEAT: u8 = 1;
+/// ... or it came due (or there was none to wait for).
+const DEADLINE_PASSED: u8 = 2;
+
 /// Bodies that inflate to at most this many bytes are inflated by whoever handles
 /// their frame (a reader task, or a Python thread reading its socket); larger ones on
 /// a bulk thread, at a lower priority (see [`crate::transport::bulk`]). A larger one
@@ -233,14 +240,35 @@ impl Conn {
 
     /// Starts probing the peer every keepalive interval and closing the connection with
     /// "timeout" once nothing has arrived for the keepalive timeout.
+    ///
+    /// A connection has one entry in the timer queue, not two, where it can: while its
+    /// handshake deadline is still to come within the first interval (with the default
+    /// settings, always), that deadline's entry starts the heartbeats when it comes due,
+    /// from the end of the handshake, as a timer of their own would have. An entry is
+    /// 64 bytes, and the queue keeps the room it once needed.
     pub(super) fn start_heartbeat(self: &Arc<Self>) {
-        if self.settings.keepalive.is_none() {
+        let Some(keepalive) = self.settings.keepalive else {
             return;
-        }
+        };
         if self.heartbeat_on.swap(true, Ordering::SeqCst) {
             return;
         }
         let now = Instant::now();
+        let deadline = self.settings.handshake_timeout.map(|t| self.started + t);
+        if deadline.is_some_and(|due| due <= now + keepalive.interval)
+            && self
+                .deadline_hand_off
+                .compare_exchange(
+                    DEADLINE_PENDING,
+                    DEADLINE_STARTS_HEARTBEAT,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+        {
+            return;
+        }
+        // No deadline, a later one, or it came due already.
         timers::schedule(self, now, Timer::Heartbeat { last_probe: now });
     }
 
@@ -258,6 +286,9 @@ impl Conn {
         }
         match timer {
             Timer::HandshakeDeadline { timeout } => {
+                let hand_off = self
+                    .deadline_hand_off
+                    .swap(DEADLINE_PASSED, Ordering::SeqCst);
                 if self.state() < state::ACTIVE {
                     self.log_end(
                         LogLevel::Info,
@@ -265,8 +296,14 @@ impl Conn {
                         format_args!("no handshake within {timeout:?}"),
                     );
                     self.close(Some(reason::HANDSHAKE_TIMEOUT.to_owned()));
+                    return None;
                 }
-                None
+                // The heartbeats start here, as if a timer of their own had run since
+                // the end of the handshake (see `start_heartbeat`).
+                (hand_off == DEADLINE_STARTS_HEARTBEAT).then(|| {
+                    let last_probe = self.handshake_done_at().unwrap_or_else(Instant::now);
+                    (Instant::now(), Timer::Heartbeat { last_probe })
+                })
             }
             Timer::Heartbeat { last_probe } => {
                 let keepalive = self.settings.keepalive?;
