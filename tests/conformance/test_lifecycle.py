@@ -110,6 +110,7 @@ def test_wait_for_connection_times_out_against_a_silent_server(net):
         assert time.monotonic() - started < 3
 
 
+@pytest.mark.reference_bug(20, sometimes=True)
 def test_wait_for_close(net):
     server = net.server(EchoServer)
     client = net.client(server, EchoClient)
